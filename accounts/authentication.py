@@ -1,0 +1,51 @@
+"""Access-token authentication, shared by DRF views and the async /sync view."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+from rest_framework.authentication import BaseAuthentication
+
+from accounts.actions import record_device_seen
+from accounts.models import AccessToken, User
+from accounts.selectors import find_access_token
+from matrixsrv.errors import MissingToken, UnknownToken
+from matrixsrv.http import client_ip
+
+
+def token_from_request(request: HttpRequest) -> str | None:
+    """``Authorization: Bearer <token>``, else the deprecated ``?access_token=`` query parameter."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        raise MissingToken("Invalid Authorization header")
+    return request.GET.get("access_token") or None
+
+
+def authenticate_request(request: HttpRequest, *, required: bool = True) -> AccessToken | None:
+    """The caller's token row (with ``.user`` and ``.device`` loaded), or raise Missing/UnknownToken."""
+    token = token_from_request(request)
+    if token is None:
+        if required:
+            raise MissingToken()
+        return None
+    row = find_access_token(token)
+    if row is None:
+        raise UnknownToken()
+    record_device_seen(row.device, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT"))
+    return row
+
+
+class AccessTokenAuthentication(BaseAuthentication):
+    """DRF adapter: ``request.user`` is the User, ``request.auth`` the AccessToken row."""
+
+    def authenticate(self, request):  # type: ignore[no-untyped-def]
+        row = authenticate_request(request._request, required=False)
+        if row is None:
+            return None
+        user: User = row.user
+        return (user, row)
+
+    def authenticate_header(self, request):  # type: ignore[no-untyped-def]
+        return 'Bearer realm="matrix"'

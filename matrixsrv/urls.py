@@ -1,0 +1,27 @@
+"""URL routes. Every client route answers under /_matrix/client/v3/ and the legacy /r0/ prefix."""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+
+from accounts import urls as accounts_urls
+from accounts.fallback import login_fallback
+from matrixsrv import views
+
+handler404 = "matrixsrv.exception_handler.handler404"
+handler500 = "matrixsrv.exception_handler.handler500"
+
+client_patterns = [
+    *accounts_urls.urlpatterns,
+    path("login/fallback", login_fallback, name="login_fallback"),
+]
+
+urlpatterns = [
+    path("_matrix/client/versions", views.versions, name="versions"),
+    path(".well-known/matrix/client", views.well_known_client, name="well_known_client"),
+    path("_matrix/client/v3/", include((client_patterns, "client"), namespace="v3")),
+    path("_matrix/client/r0/", include((client_patterns, "client"), namespace="r0")),
+    path("_matrix/client/v1/", include((accounts_urls.v1_urlpatterns, "client_v1"), namespace="v1")),
+    path("_matrix/static/client/login/", login_fallback, name="static_login_fallback"),
+    path("admin/", admin.site.urls),
+    re_path(r"^_matrix/(?P<rest>.*)$", views.unrecognized),
+]

@@ -1,0 +1,22 @@
+"""Test settings: the real settings, with fast password hashing and rate limits off by default.
+
+DATABASE_URL picks the database as in production (unset: SQLite), so the same suite runs on SQLite
+and on PostgreSQL.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("MATRIX_DATA_DIR", os.path.join(tempfile.gettempdir(), "matrixsrv-test-data"))
+os.environ.setdefault("MATRIX_RATE_LIMIT", "off")
+os.environ.setdefault("MATRIX_SERVE_STATIC", "off")
+
+from matrixsrv.settings import *  # noqa: E402,F403
+from matrixsrv.settings import DATABASES, MATRIX  # noqa: E402
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MATRIX["SERVER_NAME"] = "test.local"
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # pytest-django's SQLite test database lives in memory; the file options don't apply to it.
+    DATABASES["default"]["TEST"] = {"NAME": None}
