@@ -17,6 +17,9 @@ from matrixsrv.settings import DATABASES, MATRIX  # noqa: E402
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MATRIX["SERVER_NAME"] = "test.local"
 
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Separate names let several test runs share one PostgreSQL server without colliding.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("MATRIX_TEST_DB_NAME", "test_matrixsrv")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # pytest-django's SQLite test database lives in memory; the file options don't apply to it.
     DATABASES["default"]["TEST"] = {"NAME": None}
