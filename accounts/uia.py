@@ -92,14 +92,19 @@ def require_user_interactive_auth(
     stage = auth.get("type")
     allowed = {s for f in flows for s in f}
     error: MatrixError | None = None
+    # Spec: an auth dict with only the session re-asks for the state (a stage may have been completed
+    # out of band); that is no failed attempt, so the 401 carries no errcode.
+    polling = stage is None and session.pk is not None
     try:
-        if stage not in allowed:
+        if polling:
+            pass
+        elif stage not in allowed:
             raise Forbidden(f"Unsupported authentication type {stage!r}")
-        if stage == PASSWORD:
+        elif stage == PASSWORD:
             _check_password(auth, user)
         elif stage == REGISTRATION_TOKEN:
             _check_registration_token(auth, session)
-        if stage not in session.completed:
+        if not polling and stage not in session.completed:
             session.completed.append(stage)
     except MatrixError as exc:
         error = exc

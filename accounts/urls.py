@@ -14,7 +14,8 @@ urlpatterns = [
     path("account/password", views.ChangePasswordView.as_view(), name="change_password"),
     path("account/deactivate", views.DeactivateAccountView.as_view(), name="deactivate_account"),
     path("devices", views.DevicesView.as_view(), name="devices"),
-    path("devices/<str:device_id>", views.DeviceView.as_view(), name="device"),
+    # <path:>: device IDs are opaque and may contain "/" (which arrives percent-decoded).
+    path("devices/<path:device_id>", views.DeviceView.as_view(), name="device"),
     path("delete_devices", views.DeleteDevicesView.as_view(), name="delete_devices"),
 ]
 

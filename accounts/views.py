@@ -8,12 +8,16 @@ from django.conf import settings
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts import actions
 from accounts.actions import Session, check_username_available
 from accounts.selectors import find_local_user, get_device, list_devices
-from accounts.throttles import LoginThrottle, RegisterThrottle
+from accounts.throttles import (
+    LoginThrottle,
+    RegisterAvailableThrottle,
+    RegisterThrottle,
+    RegistrationTokenValidityThrottle,
+)
 from accounts.uia import PASSWORD, REGISTRATION_TOKEN, registration_flows, require_user_interactive_auth
 from matrixsrv.errors import (
     Forbidden,
@@ -24,8 +28,10 @@ from matrixsrv.errors import (
     UserDeactivated,
 )
 from matrixsrv.http import json_object, opt_bool, opt_dict, opt_str, opt_str_list, req_str
+from matrixsrv.views import MatrixAPIView
 
 PASSWORD_FLOWS = [[PASSWORD]]
+THIRD_PARTY_IDENTIFIERS = ("m.id.thirdparty", "m.id.phone")
 
 
 def _session_response(session: Session) -> dict[str, Any]:
@@ -37,7 +43,7 @@ def _session_response(session: Session) -> dict[str, Any]:
     }
 
 
-class RegisterView(APIView):
+class RegisterView(MatrixAPIView):
     """POST /_matrix/client/v3/register
 
     User-interactive auth with ``m.login.dummy`` (or ``m.login.registration_token`` when the server
@@ -57,7 +63,7 @@ class RegisterView(APIView):
         if settings.MATRIX["REGISTRATION"] == "closed":
             raise Forbidden("Registration has been disabled")
         body = json_object(request.data)
-        username = opt_str(body, "username", max_length=255)
+        username = opt_str(body, "username")  # its length is checked as M_INVALID_USERNAME below
         password = opt_str(body, "password", max_length=512)
         device_id = opt_str(body, "device_id", max_length=255)
         display_name = opt_str(body, "initial_device_display_name", max_length=512)
@@ -78,12 +84,12 @@ class RegisterView(APIView):
         return Response(_session_response(session))
 
 
-class RegisterAvailableView(APIView):
+class RegisterAvailableView(MatrixAPIView):
     """GET /_matrix/client/v3/register/available"""
 
     permission_classes = [AllowAny]
     authentication_classes: list[type] = []
-    throttle_classes = [RegisterThrottle]
+    throttle_classes = [RegisterAvailableThrottle]
 
     def get(self, request: Request) -> Response:
         username = request.query_params.get("username")
@@ -93,12 +99,12 @@ class RegisterAvailableView(APIView):
         return Response({"available": True})
 
 
-class RegistrationTokenValidityView(APIView):
+class RegistrationTokenValidityView(MatrixAPIView):
     """GET /_matrix/client/v1/register/m.login.registration_token/validity"""
 
     permission_classes = [AllowAny]
     authentication_classes: list[type] = []
-    throttle_classes = [RegisterThrottle]
+    throttle_classes = [RegistrationTokenValidityThrottle]
 
     def get(self, request: Request) -> Response:
         from accounts.models import RegistrationToken
@@ -110,7 +116,7 @@ class RegistrationTokenValidityView(APIView):
         return Response({"valid": bool(row and row.is_usable())})
 
 
-class LoginView(APIView):
+class LoginView(MatrixAPIView):
     """GET, POST /_matrix/client/v3/login"""
 
     permission_classes = [AllowAny]
@@ -132,9 +138,15 @@ def login_with_password(body: dict[str, Any]) -> dict[str, Any]:
         raise Unknown(f"Unknown login type {login_type!r}")
     identifier = opt_dict(body, "identifier")
     if identifier is not None:
-        if identifier.get("type") != "m.id.user":
-            raise Unknown("Only m.id.user identifiers are supported")
+        id_type = identifier.get("type")
+        if id_type in THIRD_PARTY_IDENTIFIERS:
+            # Spec, "Login": a 3PID the homeserver does not know gets 403. This server binds none.
+            raise Forbidden("No account is bound to this third-party identifier")
+        if id_type != "m.id.user":
+            raise Unknown(f"Unknown login identifier type {id_type!r}")
         who = req_str(identifier, "user", max_length=255)
+    elif "user" not in body and "medium" in body:  # the deprecated top-level 3PID form
+        raise Forbidden("No account is bound to this third-party identifier")
     else:
         who = req_str(body, "user", max_length=255)  # legacy top-level "user" (the seed's curl)
     password = req_str(body, "password", max_length=512)
@@ -153,14 +165,14 @@ def login_with_password(body: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
-class WhoamiView(APIView):
+class WhoamiView(MatrixAPIView):
     """GET /_matrix/client/v3/account/whoami"""
 
     def get(self, request: Request) -> Response:
         return Response({"user_id": request.user.mxid, "device_id": request.auth.device.device_id, "is_guest": False})
 
 
-class LogoutView(APIView):
+class LogoutView(MatrixAPIView):
     """POST /_matrix/client/v3/logout"""
 
     def post(self, request: Request) -> Response:
@@ -168,7 +180,7 @@ class LogoutView(APIView):
         return Response({})
 
 
-class LogoutAllView(APIView):
+class LogoutAllView(MatrixAPIView):
     """POST /_matrix/client/v3/logout/all"""
 
     def post(self, request: Request) -> Response:
@@ -176,7 +188,7 @@ class LogoutAllView(APIView):
         return Response({})
 
 
-class ChangePasswordView(APIView):
+class ChangePasswordView(MatrixAPIView):
     """POST /_matrix/client/v3/account/password"""
 
     def post(self, request: Request) -> Response:
@@ -190,7 +202,7 @@ class ChangePasswordView(APIView):
         return Response({})
 
 
-class DeactivateAccountView(APIView):
+class DeactivateAccountView(MatrixAPIView):
     """POST /_matrix/client/v3/account/deactivate"""
 
     def post(self, request: Request) -> Response:
@@ -210,14 +222,14 @@ def _device_json(device: Any) -> dict[str, Any]:
     }
 
 
-class DevicesView(APIView):
+class DevicesView(MatrixAPIView):
     """GET /_matrix/client/v3/devices"""
 
     def get(self, request: Request) -> Response:
         return Response({"devices": [_device_json(d) for d in list_devices(request.user)]})
 
 
-class DeviceView(APIView):
+class DeviceView(MatrixAPIView):
     """GET, PUT, DELETE /_matrix/client/v3/devices/{deviceId}"""
 
     def get(self, request: Request, device_id: str) -> Response:
@@ -238,7 +250,7 @@ class DeviceView(APIView):
         return Response({})
 
 
-class DeleteDevicesView(APIView):
+class DeleteDevicesView(MatrixAPIView):
     """POST /_matrix/client/v3/delete_devices"""
 
     def post(self, request: Request) -> Response:

@@ -128,3 +128,7 @@ class UserInteractiveAuthRequired(MatrixError):
         if self.error is not None:
             body.update({"errcode": self.error.errcode, "error": self.error.message})
         return body
+
+
+class BadAlias(MatrixError):
+    errcode, default_message = "M_BAD_ALIAS", "Alias does not point to this room"

@@ -29,6 +29,10 @@ CORS_HEADERS = {
 _API_PREFIXES = ("/_matrix/", "/.well-known/matrix/")
 
 
+def is_api_path(path: str) -> bool:
+    return path.startswith(_API_PREFIXES) or path == "/_matrix"
+
+
 class _Middleware:
     """Both sync- and async-capable, so the async /sync view never hops threads for middleware."""
 
@@ -62,12 +66,12 @@ class _Middleware:
 
 class MatrixCorsMiddleware(_Middleware):
     def before(self, request: HttpRequest) -> HttpResponseBase | None:
-        if request.method == "OPTIONS" and request.path.startswith(_API_PREFIXES):
+        if request.method == "OPTIONS" and is_api_path(request.path):
             return HttpResponse(b"{}", content_type="application/json")
         return None
 
     def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
-        if request.path.startswith(_API_PREFIXES):
+        if is_api_path(request.path):
             for name, value in CORS_HEADERS.items():
                 response[name] = value
         return response

@@ -22,6 +22,9 @@ urlpatterns = [
     path("_matrix/client/r0/", include((client_patterns, "client"), namespace="r0")),
     path("_matrix/client/v1/", include((accounts_urls.v1_urlpatterns, "client_v1"), namespace="v1")),
     path("_matrix/static/client/login/", login_fallback, name="static_login_fallback"),
+    path("_matrix/static/client/login", login_fallback),  # also without the slash: never a redirect
     path("admin/", admin.site.urls),
-    re_path(r"^_matrix/(?P<rest>.*)$", views.unrecognized),
+    # Everything else under /_matrix, "/_matrix" itself included: JSON 404, so CommonMiddleware's
+    # APPEND_SLASH never finds a "better" URL to redirect to.
+    re_path(r"^_matrix(?:/(?P<rest>.*))?$", views.unrecognized),
 ]

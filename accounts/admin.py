@@ -1,0 +1,489 @@
+"""Admin site for accounts: users, their devices, registration tokens.
+
+The admin is another client of ``accounts.actions`` (DESIGN 4.1, 4.8): deactivating, resetting a
+password, logging devices out and renaming them all call the actions the client API calls, and the
+admin never ``save()``s or ``delete()``s an accounts row itself (the one interim exception: the
+writes just below, which accounts.actions does not offer yet). Nothing here can add or delete a
+user: users register through the API or ``manage.py make_admin``, and user IDs are never reused
+(deactivate instead). Access tokens are never shown (only their hashes exist anyway).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from datetime import UTC, datetime
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.auth import password_validation
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Count, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from accounts.actions import (
+    change_password,
+    deactivate_user,
+    delete_devices,
+    logout,
+    set_admin,
+    update_device,
+)
+from accounts.models import Device, RegistrationToken, User
+
+# -- Writes that accounts.actions does not offer yet ----------------------------------------------
+# Each has the keyword-only signature proposed for accounts.actions, so moving it there is a cut and
+# paste plus an import change. Until then these are the only direct accounts writes in the admin.
+
+
+def set_displayname(*, user: User, displayname: str | None) -> None:
+    """Proposed ``accounts.actions.set_displayname``. Once rooms exist it must also send the new
+    name in the user's m.room.member events (spec: profile changes propagate to joined rooms)."""
+    user.displayname = displayname
+    user.save(update_fields=["displayname"])
+
+
+REGISTRATION_TOKEN_RE = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")  # spec: m.login.registration_token
+
+
+def new_registration_token() -> str:
+    """16 characters from the spec's token alphabet (Synapse's default length)."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(16))
+
+
+def create_registration_token(
+    *, token: str | None, uses_allowed: int | None, expiry_time: datetime | None
+) -> RegistrationToken:
+    """Proposed ``accounts.actions.create_registration_token``: a random token when ``token`` is None."""
+    return RegistrationToken.objects.create(
+        token=token or new_registration_token(), uses_allowed=uses_allowed, expiry_time=expiry_time
+    )
+
+
+def update_registration_token(
+    *, registration_token: RegistrationToken, uses_allowed: int | None, expiry_time: datetime | None
+) -> None:
+    """Proposed ``accounts.actions.update_registration_token``."""
+    registration_token.uses_allowed = uses_allowed
+    registration_token.expiry_time = expiry_time
+    registration_token.save(update_fields=["uses_allowed", "expiry_time"])
+
+
+def delete_registration_tokens(*, tokens: list[str]) -> None:
+    """Proposed ``accounts.actions.delete_registration_tokens``."""
+    RegistrationToken.objects.filter(token__in=tokens).delete()
+
+
+# -- Helpers --------------------------------------------------------------------------------------
+
+
+def ms_to_datetime(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+# Django's groups and per-model permissions are unused: is_staff (= is_superuser) is "server admin".
+if admin.site.is_registered(Group):
+    admin.site.unregister(Group)
+
+
+# -- Users ----------------------------------------------------------------------------------------
+
+
+class DeviceInline(admin.TabularInline):
+    """The user's devices, read-only. Logging one out goes through DeviceAdmin (accounts.actions)."""
+
+    model = Device
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ("device_id",)
+    fields = ("device_id", "display_name", "last_seen", "last_seen_ip", "last_seen_user_agent", "log_out")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="last seen")
+    def last_seen(self, device: Device) -> datetime | None:
+        return ms_to_datetime(device.last_seen_ts)
+
+    @admin.display(description="")
+    def log_out(self, device: Device) -> str:
+        if device.pk is None:
+            return ""
+        url = reverse("admin:accounts_device_logout", args=[device.pk])
+        return format_html('<a class="deletelink" href="{}">Log out</a>', url)
+
+
+class ResetPasswordForm(forms.Form):
+    new_password1 = forms.CharField(
+        label="New password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+    new_password2 = forms.CharField(
+        label="New password (again)",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    logout_devices = forms.BooleanField(
+        label="Log out all devices",
+        required=False,
+        initial=True,
+        help_text="Every access token of the user stops working.",
+    )
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        self.user = user
+        super().__init__(*args, **kwargs)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        first, second = data.get("new_password1"), data.get("new_password2")
+        if first and second:
+            if first != second:
+                raise ValidationError("The two passwords differ.")
+            password_validation.validate_password(first, self.user)
+        return data
+
+
+@admin.register(User)
+class UserAdmin(admin.ModelAdmin):
+    list_display = (
+        "mxid",
+        "displayname",
+        "is_active",
+        "is_staff",
+        "created_at",
+        "deactivated_at",
+        "device_count",
+    )
+    list_display_links = ("mxid",)
+    list_filter = ("is_active", "is_staff")
+    search_fields = ("mxid", "localpart", "displayname")
+    ordering = ("localpart",)
+    fieldsets = (
+        (None, {"fields": ["mxid", "localpart", "displayname", "avatar_url"]}),
+        (
+            "Status",
+            {
+                "fields": [
+                    "is_active",
+                    "deactivated_at",
+                    "is_staff",
+                    "is_superuser",
+                    "created_at",
+                    "last_login",
+                ]
+            },
+        ),
+    )
+    # Everything but the display name is read-only; the password never appears at all.
+    readonly_fields = (
+        "mxid",
+        "localpart",
+        "avatar_url",
+        "is_active",
+        "deactivated_at",
+        "is_staff",
+        "is_superuser",
+        "created_at",
+        "last_login",
+    )
+    inlines = (DeviceInline,)
+    actions = ("deactivate_users", "reset_password", "make_server_admin", "revoke_server_admin")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        return super().get_queryset(request).annotate(device_count=Count("devices"))
+
+    @admin.display(description="devices", ordering="device_count")
+    def device_count(self, user: User) -> int:
+        return user.device_count  # type: ignore[attr-defined]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # users register through the API or `manage.py make_admin`
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # user IDs are never reused: deactivate instead
+
+    def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm, change: bool) -> None:
+        if "displayname" in form.changed_data:
+            set_displayname(user=obj, displayname=form.cleaned_data["displayname"] or None)
+
+    def save_formset(self, request: HttpRequest, form: forms.ModelForm, formset: Any, change: bool) -> None:
+        # The device inline is read-only and is never saved: logging out goes through DeviceAdmin.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+
+    # -- actions --
+
+    @admin.action(description="Deactivate selected users", permissions=["change"])
+    def deactivate_users(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
+        users = list(queryset.filter(is_active=True))
+        if any(u.pk == request.user.pk for u in users):
+            self.message_user(request, "You cannot deactivate yourself here; skipped.", messages.WARNING)
+            users = [u for u in users if u.pk != request.user.pk]
+        if not users:
+            self.message_user(request, "No active user selected.", messages.WARNING)
+            return None
+        if request.POST.get("post") != "yes":
+            return TemplateResponse(
+                request,
+                "admin/accounts/user/deactivate_confirmation.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Deactivate users",
+                    "subtitle": None,
+                    "users": users,
+                    "opts": self.opts,
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                    "media": self.media,
+                },
+            )
+        for user in users:
+            deactivate_user(user=user)
+            self.log_change(request, user, "Deactivated.")
+        self.message_user(request, f"Deactivated {len(users)} user(s).", messages.SUCCESS)
+        return None
+
+    @admin.action(description="Reset password", permissions=["change"])
+    def reset_password(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
+        users = list(queryset[:2])
+        if len(users) != 1:
+            self.message_user(request, "Select exactly one user to reset a password.", messages.ERROR)
+            return None
+        user = users[0]
+        if not user.is_active:
+            self.message_user(request, f"{user.mxid} is deactivated.", messages.ERROR)
+            return None
+        if "apply" in request.POST:
+            form = ResetPasswordForm(request.POST, user=user)
+            if form.is_valid():
+                logout_devices = form.cleaned_data["logout_devices"]
+                change_password(
+                    user=user,
+                    new_password=form.cleaned_data["new_password1"],
+                    keep_device=None,
+                    logout_devices=logout_devices,
+                )
+                done = "Password reset" + ("; all devices logged out." if logout_devices else ".")
+                self.log_change(request, user, done)
+                self.message_user(request, f"{user.mxid}: {done}", messages.SUCCESS)
+                return None
+        else:
+            form = ResetPasswordForm(user=user)
+        return TemplateResponse(
+            request,
+            "admin/accounts/user/reset_password.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Reset the password of {user.mxid}",
+                "subtitle": None,
+                "target": user,
+                "form": form,
+                "opts": self.opts,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "media": self.media + form.media,
+            },
+        )
+
+    @admin.action(description="Make selected users server admins", permissions=["change"])
+    def make_server_admin(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        users = [u for u in queryset if u.is_active and not (u.is_staff and u.is_superuser)]
+        for user in users:
+            set_admin(user=user, is_admin=True)
+            self.log_change(request, user, "Made server admin.")
+        self.message_user(request, f"{len(users)} user(s) made server admin.", messages.SUCCESS)
+
+    @admin.action(description="Revoke server admin from selected users", permissions=["change"])
+    def revoke_server_admin(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        users = [u for u in queryset if u.is_staff or u.is_superuser]
+        if any(u.pk == request.user.pk for u in users):
+            self.message_user(request, "You cannot revoke your own admin rights; skipped.", messages.WARNING)
+            users = [u for u in users if u.pk != request.user.pk]
+        for user in users:
+            set_admin(user=user, is_admin=False)
+            self.log_change(request, user, "Revoked server admin.")
+        self.message_user(request, f"{len(users)} user(s) no longer server admin.", messages.SUCCESS)
+
+
+# -- Devices --------------------------------------------------------------------------------------
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    list_display = (
+        "device_id",
+        "owner",
+        "display_name",
+        "last_seen",
+        "last_seen_ip",
+        "user_agent",
+        "created_at",
+    )
+    list_select_related = ("user",)
+    search_fields = ("device_id", "display_name", "user__mxid", "user__localpart", "last_seen_ip")
+    list_filter = ("user__is_active",)
+    ordering = ("user__localpart", "device_id")
+    fields = (
+        "owner",
+        "device_id",
+        "display_name",
+        "created_at",
+        "last_seen",
+        "last_seen_ip",
+        "last_seen_user_agent",
+    )
+    readonly_fields = tuple(f for f in fields if f != "display_name")
+    actions = ("log_out_devices",)
+
+    @admin.display(description="user", ordering="user__localpart")
+    def owner(self, device: Device) -> str:
+        url = reverse("admin:accounts_user_change", args=[device.user_id])
+        return format_html('<a href="{}">{}</a>', url, device.user.mxid)
+
+    @admin.display(description="last seen", ordering="last_seen_ts")
+    def last_seen(self, device: Device) -> datetime | None:
+        return ms_to_datetime(device.last_seen_ts)
+
+    @admin.display(description="user agent")
+    def user_agent(self, device: Device) -> str | None:
+        ua = device.last_seen_user_agent
+        return ua if ua is None or len(ua) <= 60 else ua[:59] + "…"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # devices are made by logging in
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # "Log out" (accounts.actions) instead of a raw delete
+
+    def save_model(self, request: HttpRequest, obj: Device, form: forms.ModelForm, change: bool) -> None:
+        if "display_name" in form.changed_data:
+            update_device(device=obj, display_name=form.cleaned_data["display_name"] or None)
+
+    @admin.action(description="Log out selected devices", permissions=["change"])
+    def log_out_devices(self, request: HttpRequest, queryset: QuerySet[Device]) -> None:
+        by_user: dict[int, tuple[User, list[str]]] = {}
+        for device in queryset.select_related("user"):
+            by_user.setdefault(device.user_id, (device.user, []))[1].append(device.device_id)
+        with transaction.atomic():
+            for user, device_ids in by_user.values():
+                delete_devices(user=user, device_ids=device_ids)
+                self.log_change(request, user, f"Logged out devices: {', '.join(sorted(device_ids))}.")
+        count = sum(len(ids) for _, ids in by_user.values())
+        self.message_user(request, f"Logged out {count} device(s).", messages.SUCCESS)
+
+    # A per-device "Log out" page, linked from each row of the user's device list.
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<path:object_id>/logout/",
+                self.admin_site.admin_view(self.logout_view),
+                name="accounts_device_logout",
+            ),
+            *super().get_urls(),
+        ]
+
+    def logout_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        device = self.get_object(request, object_id)
+        if device is None:
+            raise Http404("No such device")
+        if not self.has_change_permission(request, device):
+            raise PermissionDenied
+        user_url = reverse("admin:accounts_user_change", args=[device.user_id])
+        if request.method == "POST":
+            user, device_id = device.user, device.device_id
+            logout(device=device)
+            self.log_change(request, user, f"Logged out device {device_id}.")
+            self.message_user(request, f"Logged out device {device_id} of {user.mxid}.", messages.SUCCESS)
+            return HttpResponseRedirect(user_url)
+        return TemplateResponse(
+            request,
+            "admin/accounts/device/logout_confirmation.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Log out device {device.device_id}",
+                "subtitle": None,
+                "device": device,
+                "last_seen": ms_to_datetime(device.last_seen_ts),
+                "user_url": user_url,
+                "opts": self.opts,
+                "media": self.media,
+            },
+        )
+
+
+# -- Registration tokens --------------------------------------------------------------------------
+
+
+class RegistrationTokenForm(forms.ModelForm):
+    token = forms.CharField(
+        required=False,
+        max_length=64,
+        help_text="Leave empty for a random token. Allowed characters: A-Z a-z 0-9 . _ ~ -",
+    )
+
+    class Meta:
+        model = RegistrationToken
+        fields = ("token", "uses_allowed", "expiry_time")
+
+    def clean_token(self) -> str:
+        token = self.cleaned_data["token"].strip()
+        if token and not REGISTRATION_TOKEN_RE.match(token):
+            raise ValidationError("Use 1 to 64 of the characters A-Z a-z 0-9 . _ ~ -")
+        return token
+
+
+@admin.register(RegistrationToken)
+class RegistrationTokenAdmin(admin.ModelAdmin):
+    form = RegistrationTokenForm
+    list_display = ("token", "uses_allowed", "completed", "expiry_time", "usable", "created_at")
+    search_fields = ("token",)
+    ordering = ("-created_at",)
+
+    def get_fields(self, request: HttpRequest, obj: RegistrationToken | None = None) -> list[str]:
+        if obj is None:
+            return ["token", "uses_allowed", "expiry_time"]
+        return ["token", "uses_allowed", "expiry_time", "completed", "created_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: RegistrationToken | None = None) -> list[str]:
+        return [] if obj is None else ["token", "completed", "created_at"]
+
+    @admin.display(boolean=True)
+    def usable(self, token: RegistrationToken) -> bool:
+        return token.is_usable()
+
+    def save_model(
+        self, request: HttpRequest, obj: RegistrationToken, form: forms.ModelForm, change: bool
+    ) -> None:
+        data = form.cleaned_data
+        if change:
+            update_registration_token(
+                registration_token=obj, uses_allowed=data["uses_allowed"], expiry_time=data["expiry_time"]
+            )
+            return
+        created = create_registration_token(
+            token=data["token"] or None, uses_allowed=data["uses_allowed"], expiry_time=data["expiry_time"]
+        )
+        # The admin goes on with ``obj`` (log entry, redirect): make it the row just created.
+        for field in obj._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(created, field.attname))
+        obj._state.adding, obj._state.db = False, created._state.db
+
+    def delete_model(self, request: HttpRequest, obj: RegistrationToken) -> None:
+        delete_registration_tokens(tokens=[obj.token])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RegistrationToken]) -> None:
+        delete_registration_tokens(tokens=list(queryset.values_list("token", flat=True)))
