@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from accounts.models import AccessToken, Device, RegistrationToken, User, make_mxid
 from accounts.selectors import is_localpart_taken
-from accounts.tokens import hash_token, new_access_token, new_device_id
+from accounts.tokens import hash_token, new_access_token, new_device_id, new_registration_token
 from matrixsrv.errors import Exclusive, Forbidden, UserInUse
 from matrixsrv.identifiers import check_localpart, random_localpart
 
@@ -171,3 +172,31 @@ def deactivate_user(*, user: User) -> None:
 def set_admin(*, user: User, is_admin: bool = True) -> None:
     user.is_staff = user.is_superuser = is_admin
     user.save(update_fields=["is_staff", "is_superuser"])
+
+
+def set_displayname(*, user: User, displayname: str | None) -> None:
+    """The account's display name. (Profile changes are also sent as m.room.member events in the
+    user's joined rooms once the profile API exists; until then this only changes the account.)"""
+    user.displayname = displayname
+    user.save(update_fields=["displayname"])
+
+
+def create_registration_token(
+    *, token: str | None, uses_allowed: int | None, expiry_time: datetime | None
+) -> RegistrationToken:
+    """A registration token (random when ``token`` is None) for MATRIX_REGISTRATION=token."""
+    return RegistrationToken.objects.create(
+        token=token or new_registration_token(), uses_allowed=uses_allowed, expiry_time=expiry_time
+    )
+
+
+def update_registration_token(
+    *, registration_token: RegistrationToken, uses_allowed: int | None, expiry_time: datetime | None
+) -> None:
+    registration_token.uses_allowed = uses_allowed
+    registration_token.expiry_time = expiry_time
+    registration_token.save(update_fields=["uses_allowed", "expiry_time"])
+
+
+def delete_registration_tokens(*, tokens: list[str]) -> None:
+    RegistrationToken.objects.filter(token__in=tokens).delete()

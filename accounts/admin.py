@@ -2,17 +2,13 @@
 
 The admin is another client of ``accounts.actions`` (DESIGN 4.1, 4.8): deactivating, resetting a
 password, logging devices out and renaming them all call the actions the client API calls, and the
-admin never ``save()``s or ``delete()``s an accounts row itself (the one interim exception: the
-writes just below, which accounts.actions does not offer yet). Nothing here can add or delete a
+admin never ``save()``s or ``delete()``s an accounts row itself. Nothing here can add or delete a
 user: users register through the API or ``manage.py make_admin``, and user IDs are never reused
 (deactivate instead). Access tokens are never shown (only their hashes exist anyway).
 """
 
 from __future__ import annotations
 
-import re
-import secrets
-import string
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,57 +27,18 @@ from django.utils.html import format_html
 
 from accounts.actions import (
     change_password,
+    create_registration_token,
     deactivate_user,
     delete_devices,
+    delete_registration_tokens,
     logout,
     set_admin,
+    set_displayname,
     update_device,
+    update_registration_token,
 )
+from accounts.tokens import REGISTRATION_TOKEN_RE
 from accounts.models import Device, RegistrationToken, User
-
-# -- Writes that accounts.actions does not offer yet ----------------------------------------------
-# Each has the keyword-only signature proposed for accounts.actions, so moving it there is a cut and
-# paste plus an import change. Until then these are the only direct accounts writes in the admin.
-
-
-def set_displayname(*, user: User, displayname: str | None) -> None:
-    """Proposed ``accounts.actions.set_displayname``. Once rooms exist it must also send the new
-    name in the user's m.room.member events (spec: profile changes propagate to joined rooms)."""
-    user.displayname = displayname
-    user.save(update_fields=["displayname"])
-
-
-REGISTRATION_TOKEN_RE = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")  # spec: m.login.registration_token
-
-
-def new_registration_token() -> str:
-    """16 characters from the spec's token alphabet (Synapse's default length)."""
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(16))
-
-
-def create_registration_token(
-    *, token: str | None, uses_allowed: int | None, expiry_time: datetime | None
-) -> RegistrationToken:
-    """Proposed ``accounts.actions.create_registration_token``: a random token when ``token`` is None."""
-    return RegistrationToken.objects.create(
-        token=token or new_registration_token(), uses_allowed=uses_allowed, expiry_time=expiry_time
-    )
-
-
-def update_registration_token(
-    *, registration_token: RegistrationToken, uses_allowed: int | None, expiry_time: datetime | None
-) -> None:
-    """Proposed ``accounts.actions.update_registration_token``."""
-    registration_token.uses_allowed = uses_allowed
-    registration_token.expiry_time = expiry_time
-    registration_token.save(update_fields=["uses_allowed", "expiry_time"])
-
-
-def delete_registration_tokens(*, tokens: list[str]) -> None:
-    """Proposed ``accounts.actions.delete_registration_tokens``."""
-    RegistrationToken.objects.filter(token__in=tokens).delete()
-
 
 # -- Helpers --------------------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
+import string
 
 TOKEN_PREFIX = "mxs_"
 
@@ -23,3 +25,12 @@ def new_device_id() -> str:
 
 def new_session_id() -> str:
     return secrets.token_urlsafe(18)
+
+
+REGISTRATION_TOKEN_RE = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")  # spec: m.login.registration_token
+
+
+def new_registration_token() -> str:
+    """16 characters from the spec's token alphabet (Synapse's default length)."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(16))
