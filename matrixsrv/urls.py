@@ -5,6 +5,8 @@ from django.urls import include, path, re_path
 
 from accounts import urls as accounts_urls
 from accounts.fallback import login_fallback
+from events import urls as events_urls
+from rooms import urls as rooms_urls
 from matrixsrv import views
 
 handler404 = "matrixsrv.exception_handler.handler404"
@@ -12,6 +14,8 @@ handler500 = "matrixsrv.exception_handler.handler500"
 
 client_patterns = [
     *accounts_urls.urlpatterns,
+    *rooms_urls.urlpatterns,
+    *events_urls.urlpatterns,
     path("login/fallback", login_fallback, name="login_fallback"),
 ]
 

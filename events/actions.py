@@ -1,0 +1,333 @@
+"""The one write path for events (DESIGN.md §4.3).
+
+``append_event`` is the only code that inserts an Event. It runs inside the caller's transaction
+while the room row is locked: it checks the auth rules against the current state, builds the PDU
+(hashes, event ID, DAG fields), allocates the stream position last, writes the event, the current
+state, the room's denormalized columns and the membership row, and schedules the wake-ups for after
+COMMIT. Room creation, the client API and the admin all come through here.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+
+from accounts.models import Device, User
+from events.auth_rules import auth_event_keys, auth_types_for_event, check_event_allowed
+from events.hashing import canonical_json, content_hash, room_id_for_create_event
+from events.hashing import event_id as event_id_for
+from events.models import CurrentState, Event
+from events.notify import notify_users_on_commit
+from events.pdu import CREATE_KEY, EventDraft, EventTypes, Membership as MembershipValues
+from events.power_levels import room_creators
+from events.redaction import redact_content
+from events.room_versions import RoomVersion, get_room_version
+from events.selectors import as_state_event, find_txn_event_id, get_event, state_events_for_keys
+from events.formatting import format_client_event
+from events.stream import next_stream_position
+from matrixsrv.errors import Forbidden, NotFound, TooLarge
+from rooms.models import Membership, Room
+from rooms.selectors import LockedRoom, joined_member_pks, lock_room
+
+MAX_EVENT_BYTES = 65536  # spec: events are at most 64 KiB in canonical JSON
+
+
+@dataclass(frozen=True)
+class SendContext:
+    """Who is sending, for idempotency and unsigned.transaction_id: the device and its txn ID."""
+
+    device: Device | None = None
+    txn_id: str | None = None
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _build_pdu(room: Room | None, room_id: str | None, draft: EventDraft, auth_ids: list[str],
+               version: RoomVersion, ts: int) -> dict[str, Any]:
+    pdu: dict[str, Any] = {
+        "type": draft.type,
+        "sender": draft.sender,
+        "content": dict(draft.content),
+        "origin_server_ts": ts,
+        "depth": (room.depth if room else 0) + 1,
+        "prev_events": [room.last_event_id] if room and room.last_event_id else [],
+        "auth_events": auth_ids,
+    }
+    if room_id is not None:
+        pdu["room_id"] = room_id
+    if draft.state_key is not None:
+        pdu["state_key"] = draft.state_key
+    if draft.redacts is not None and not version.redacts_in_content:
+        pdu["redacts"] = draft.redacts
+    pdu["hashes"] = {"sha256": content_hash(pdu)}
+    return pdu
+
+
+def _check_size(pdu: Mapping[str, Any]) -> None:
+    if len(canonical_json(pdu)) > MAX_EVENT_BYTES:
+        raise TooLarge("Event is larger than 64 KiB")
+
+
+def append_event(
+    locked: LockedRoom,
+    draft: EventDraft,
+    *,
+    send: SendContext = SendContext(),
+    redacts_own_event: bool = False,
+    notify_extra: Iterable[int] = (),
+    ignore_block: bool = False,
+) -> Event:
+    """Check ``draft`` against the room's auth rules and append it. Raises Forbidden when rejected.
+
+    Runs in the caller's transaction (the one that locked the room); it opens none of its own, so
+    a rejected event costs no savepoint and leaves the caller's transaction usable.
+    """
+    assert connection.in_atomic_block, "append_event runs inside the transaction that locked the room"
+    room = locked.room
+    if room.blocked and not ignore_block:
+        raise Forbidden("This room has been blocked on this server")
+    version = get_room_version(room.version)
+    keys = set(auth_types_for_event(draft)) | {CREATE_KEY}
+    if draft.state_key is not None:
+        keys.add((draft.type, draft.state_key))  # the state this event replaces (unsigned.prev_content)
+    state_rows = state_events_for_keys(room.room_id, keys)
+    state = {key: as_state_event(ev) for key, ev in state_rows.items()}
+    check_event_allowed(
+        draft, state, version, room_creators=room_creators(state.get(CREATE_KEY), version),
+        redacts_own_event=redacts_own_event, room_id=room.room_id,
+    )
+    auth_keys = set(auth_event_keys(draft, version))
+    auth_ids = sorted(ev.event_id for key, ev in state_rows.items() if key in auth_keys)
+    pdu = _build_pdu(room, room.room_id, draft, auth_ids, version, _now_ms())
+    _check_size(pdu)
+    previous = state_rows.get((draft.type, draft.state_key)) if draft.state_key is not None else None
+    return _persist(room, version, pdu, draft, previous=previous, send=send, notify_extra=notify_extra)
+
+
+def _persist(room: Room, version: RoomVersion, pdu: dict[str, Any], draft: EventDraft, *,
+             previous: Event | None, send: SendContext, notify_extra: Iterable[int]) -> Event:
+    event_id = event_id_for(pdu, version)
+    pos = next_stream_position()  # last: the stream head's row lock is held until COMMIT
+    event = Event.objects.create(
+        stream_pos=pos,
+        event_id=event_id,
+        room=room,
+        type=draft.type,
+        state_key=draft.state_key,
+        sender=draft.sender,
+        content=pdu["content"],
+        origin_server_ts=pdu["origin_server_ts"],
+        depth=pdu["depth"],
+        prev_events=pdu["prev_events"],
+        auth_events=pdu["auth_events"],
+        hashes=pdu["hashes"],
+        membership=draft.content.get("membership") if draft.type == EventTypes.MEMBER else None,
+        redacts=draft.redacts,
+        history_visibility=room.history_visibility,
+        replaces_state=previous.event_id if previous else None,
+        prev_content=previous.content if previous else None,
+        prev_sender=previous.sender if previous else None,
+        sender_device=send.device,
+        txn_id=send.txn_id,
+    )
+    room_fields = ["last_event_id", "depth", "last_stream_pos"]
+    room.last_event_id, room.depth, room.last_stream_pos = event_id, pdu["depth"], pos
+    recipients = set(notify_extra)
+    if draft.state_key is not None:
+        if previous is None:
+            CurrentState.objects.create(room=room, type=draft.type, state_key=draft.state_key, event=event)
+        else:
+            CurrentState.objects.filter(room=room, type=draft.type, state_key=draft.state_key).update(event=event)
+        room_fields += apply_state_to_room(room, draft.type, draft.state_key, draft.content)
+        if draft.type == EventTypes.MEMBER:
+            changed, target_pk = _update_membership(room, event, previous)
+            room_fields += changed
+            if target_pk is not None:
+                recipients.add(target_pk)
+    room.save(update_fields=sorted(set(room_fields)))
+    recipients.update(joined_member_pks(room.room_id))
+    notify_users_on_commit(recipients, pos=pos)
+    return event
+
+
+def apply_state_to_room(room: Room, event_type: str, state_key: str, content: Mapping[str, Any]) -> list[str]:
+    """Copy the state the directory, the admin and summaries read into Room's columns."""
+    if state_key != "":
+        return []
+    text = lambda key: content.get(key) if isinstance(content.get(key), str) else None  # noqa: E731
+    if event_type == EventTypes.NAME:
+        room.name = text("name") or None
+        return ["name"]
+    if event_type == EventTypes.TOPIC:
+        room.topic = text("topic") or None
+        return ["topic"]
+    if event_type == EventTypes.AVATAR:
+        room.avatar_url = text("url") or None
+        return ["avatar_url"]
+    if event_type == EventTypes.CANONICAL_ALIAS:
+        room.canonical_alias = text("alias") or None
+        return ["canonical_alias"]
+    if event_type == EventTypes.JOIN_RULES:
+        room.join_rule = text("join_rule") or "invite"
+        return ["join_rule"]
+    if event_type == EventTypes.HISTORY_VISIBILITY:
+        room.history_visibility = text("history_visibility") or "shared"
+        return ["history_visibility"]
+    if event_type == EventTypes.GUEST_ACCESS:
+        room.guest_access = text("guest_access") or "forbidden"
+        return ["guest_access"]
+    if event_type == EventTypes.ENCRYPTION:
+        room.encryption = text("algorithm")
+        return ["encryption"]
+    if event_type == EventTypes.CREATE:
+        room.room_type = text("type")
+        return ["room_type"]
+    return []
+
+
+def _update_membership(room: Room, event: Event, previous: Event | None) -> tuple[list[str], int | None]:
+    """Upsert the Membership row and the room's counts; returns the changed Room fields and the
+    target's user pk (None for users of other servers)."""
+    mxid = event.state_key or ""
+    new = event.membership or MembershipValues.LEAVE
+    old = previous.membership if previous is not None else None
+    content = event.content
+    user_pk = User.objects.filter(mxid=mxid).values_list("pk", flat=True).first()
+    fields = {
+        "user_id": user_pk,
+        "membership": new,
+        "event": event,
+        "stream_pos": event.stream_pos,
+        "displayname": content.get("displayname") if isinstance(content.get("displayname"), str) else None,
+        "avatar_url": content.get("avatar_url") if isinstance(content.get("avatar_url"), str) else None,
+        "forgotten": False,
+    }
+    updated = Membership.objects.filter(room=room, mxid=mxid).update(**fields)
+    if not updated:
+        Membership.objects.create(room=room, mxid=mxid, **fields)
+    changed = []
+    for value, delta in ((old, -1), (new, +1)):
+        if value == MembershipValues.JOIN:
+            room.joined_count += delta
+            changed.append("joined_count")
+        elif value == MembershipValues.INVITE:
+            room.invited_count += delta
+            changed.append("invited_count")
+    return changed, user_pk
+
+
+# -- room creation ------------------------------------------------------------------------------------
+
+def _legacy_room_id() -> str:
+    alphabet = string.ascii_letters
+    local = "".join(secrets.choice(alphabet) for _ in range(18))
+    return f"!{local}:{settings.MATRIX['SERVER_NAME']}"
+
+
+def create_room_with_create_event(*, creator: User, version: RoomVersion, content: dict[str, Any]) -> LockedRoom:
+    """Make the Room row and its m.room.create event. In v12 the room ID is the create event's hash.
+    Runs in the caller's transaction (rooms.actions.create_room)."""
+    assert connection.in_atomic_block, "rooms are created inside a transaction"
+    draft = EventDraft(type=EventTypes.CREATE, sender=creator.mxid, content=content, state_key="")
+    check_event_allowed(draft, {}, version, room_creators=None)
+    ts = _now_ms()
+    if version.room_id_is_create_event_hash:
+        pdu = _build_pdu(None, None, draft, [], version, ts)
+        room_id = room_id_for_create_event(pdu, version)
+    else:
+        room_id = _legacy_room_id()
+        pdu = _build_pdu(None, room_id, draft, [], version, ts)
+    _check_size(pdu)
+    try:
+        with transaction.atomic():
+            room = Room.objects.create(room_id=room_id, version=version.identifier, creator=creator.mxid)
+    except IntegrityError:  # pragma: no cover - 18 random letters colliding
+        raise Forbidden("Room ID collision, try again") from None
+    locked = lock_room(room.room_id)
+    _persist(locked.room, version, pdu, draft, previous=None, send=SendContext(), notify_extra=[creator.pk])
+    return locked
+
+
+# -- client-facing writes ---------------------------------------------------------------------------
+
+@transaction.atomic
+def send_message_event(*, sender: User, room_id: str, event_type: str, content: dict[str, Any],
+                       send: SendContext = SendContext()) -> str:
+    """Append a non-state event; idempotent per (device, txn_id): a replay returns the first event's ID."""
+    locked = lock_room(room_id)
+    if send.device is not None and send.txn_id is not None:
+        existing = find_txn_event_id(send.device.pk, send.txn_id)
+        if existing is not None:
+            return existing
+    draft = EventDraft(type=event_type, sender=sender.mxid, content=content)
+    if event_type == EventTypes.REDACTION:
+        return _redact(locked, sender, draft, content.get("redacts"), send).event_id
+    return append_event(locked, draft, send=send).event_id
+
+
+@transaction.atomic
+def send_state_event(*, sender: User, room_id: str, event_type: str, state_key: str,
+                     content: dict[str, Any]) -> str:
+    locked = lock_room(room_id)
+    draft = EventDraft(type=event_type, sender=sender.mxid, content=content, state_key=state_key)
+    return append_event(locked, draft).event_id
+
+
+@transaction.atomic
+def redact_event(*, sender: User, room_id: str, target_event_id: str, reason: str | None = None,
+                 send: SendContext = SendContext(), ignore_block: bool = False) -> str:
+    """Send m.room.redaction for ``target_event_id`` and prune the target's content (room version rules)."""
+    locked = lock_room(room_id)
+    if send.device is not None and send.txn_id is not None:
+        existing = find_txn_event_id(send.device.pk, send.txn_id)
+        if existing is not None:
+            return existing
+    version = get_room_version(locked.room.version)
+    content: dict[str, Any] = {"reason": reason} if reason else {}
+    if version.redacts_in_content:
+        content["redacts"] = target_event_id
+    draft = EventDraft(type=EventTypes.REDACTION, sender=sender.mxid, content=content, redacts=target_event_id)
+    return _redact(locked, sender, draft, target_event_id, send, ignore_block=ignore_block).event_id
+
+
+def _redact(locked: LockedRoom, sender: User, draft: EventDraft, target_event_id: Any, send: SendContext,
+            *, ignore_block: bool = False) -> Event:
+    if not isinstance(target_event_id, str):
+        raise Forbidden("A redaction must name the event it redacts")
+    try:
+        target = get_event(target_event_id, room_id=locked.room.room_id)
+    except NotFound:
+        target = None
+    if draft.redacts is None:
+        draft = EventDraft(type=draft.type, sender=draft.sender, content=draft.content, redacts=target_event_id)
+    own = target is not None and target.sender == sender.mxid
+    redaction = append_event(locked, draft, send=send, redacts_own_event=own, ignore_block=ignore_block)
+    if target is not None and target.type != EventTypes.CREATE:
+        prune_redacted_event(locked, target, redaction)
+    return redaction
+
+
+def prune_redacted_event(locked: LockedRoom, target: Event, redaction: Event) -> None:
+    """Replace the target's content by its redacted form; state it replaced stays consistent."""
+    version = get_room_version(locked.room.version)
+    pruned = redact_content(target.type, target.content, version)
+    target.content = pruned
+    target.redacted_because = format_client_event(redaction)
+    target.save(update_fields=["content", "redacted_because"])
+    Event.objects.filter(room_id=target.room_id, replaces_state=target.event_id).update(prev_content=pruned)
+    is_current = target.state_key is not None and CurrentState.objects.filter(
+        room_id=target.room_id, type=target.type, state_key=target.state_key, event=target
+    ).exists()
+    if is_current:
+        fields = apply_state_to_room(locked.room, target.type, target.state_key or "", pruned)
+        if fields:
+            locked.room.save(update_fields=fields)

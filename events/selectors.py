@@ -1,0 +1,76 @@
+"""Reads of events and room state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import reduce
+from operator import or_
+
+from django.db.models import Q
+
+from events.models import CurrentState, Event
+from events.pdu import StateEvent
+from matrixsrv.errors import NotFound
+
+StateKey = tuple[str, str]
+
+
+def as_state_event(event: Event) -> StateEvent:
+    return StateEvent(
+        type=event.type,
+        state_key=event.state_key or "",
+        sender=event.sender,
+        content=event.content,
+        event_id=event.event_id,
+    )
+
+
+def state_events_for_keys(room_id: str, keys: Iterable[StateKey]) -> dict[StateKey, Event]:
+    """The current state events for exactly these (type, state_key) pairs: one query."""
+    keys = set(keys)
+    if not keys:
+        return {}
+    where = reduce(or_, (Q(type=t, state_key=k) for t, k in keys))
+    rows = CurrentState.objects.filter(where, room_id=room_id).select_related("event")
+    return {(row.type, row.state_key): row.event for row in rows}
+
+
+def current_state_events(room_id: str, *, types: Iterable[str] | None = None) -> list[Event]:
+    qs = Event.objects.filter(room_id=room_id, pk__in=CurrentState.objects.filter(room_id=room_id).values("event_id"))
+    if types is not None:
+        qs = qs.filter(type__in=list(types))
+    return list(qs.order_by("stream_pos"))
+
+
+def current_state_content(room_id: str, event_type: str, state_key: str = "") -> dict | None:
+    row = CurrentState.objects.filter(room_id=room_id, type=event_type, state_key=state_key).select_related("event")
+    first = row.first()
+    return first.event.content if first else None
+
+
+def find_txn_event_id(device_pk: int, txn_id: str) -> str | None:
+    return Event.objects.filter(sender_device_id=device_pk, txn_id=txn_id).values_list("event_id", flat=True).first()
+
+
+def get_event(event_id: str, *, room_id: str | None = None) -> Event:
+    qs = Event.objects.filter(event_id=event_id)
+    if room_id is not None:
+        qs = qs.filter(room_id=room_id)
+    event = qs.first()
+    if event is None:
+        raise NotFound("Event not found")
+    return event
+
+
+def state_at(room_id: str, pos: int, *, keys: Iterable[StateKey] | None = None) -> list[Event]:
+    """The room's state as of stream position ``pos`` (the newest state event ≤ pos per key)."""
+    from django.db.models import Max
+
+    latest = Event.objects.filter(room_id=room_id, state_key__isnull=False, stream_pos__lte=pos)
+    if keys is not None:
+        keys = set(keys)
+        if not keys:
+            return []
+        latest = latest.filter(reduce(or_, (Q(type=t, state_key=k) for t, k in keys)))
+    positions = latest.values("type", "state_key").annotate(m=Max("stream_pos")).values_list("m", flat=True)
+    return list(Event.objects.filter(stream_pos__in=list(positions)).order_by("stream_pos"))

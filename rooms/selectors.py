@@ -1,0 +1,86 @@
+"""Reads for rooms, aliases and membership."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from matrixsrv.errors import Forbidden, InvalidParam, NotFound
+from matrixsrv.identifiers import RoomAlias as RoomAliasID
+from rooms.models import Membership, Room, RoomAlias
+
+
+@dataclass(frozen=True)
+class LockedRoom:
+    """A Room row locked FOR NO KEY UPDATE in the current transaction: writers of one room queue here.
+
+    Only lock_room() makes one; the events service requires it, so nothing can append an event to a
+    room without holding its lock (lock order: room row, then the stream head).
+    """
+
+    room: Room
+
+
+def lock_room(room_id: str) -> LockedRoom:
+    room = Room.objects.select_for_update(no_key=True).filter(pk=room_id).first()
+    if room is None:
+        raise NotFound("Unknown room")
+    return LockedRoom(room)
+
+
+def get_room(room_id: str) -> Room:
+    room = Room.objects.filter(pk=room_id).first()
+    if room is None:
+        raise NotFound("Unknown room")
+    return room
+
+
+def find_membership(room_id: str, mxid: str) -> Membership | None:
+    return Membership.objects.filter(room_id=room_id, mxid=mxid).first()
+
+
+def membership_of(room_id: str, mxid: str) -> str | None:
+    return Membership.objects.filter(room_id=room_id, mxid=mxid).values_list("membership", flat=True).first()
+
+
+def require_joined(room_id: str, mxid: str) -> None:
+    """403 unless ``mxid`` is joined to the room (and 404 hidden as 403: a non-member can't tell)."""
+    if membership_of(room_id, mxid) != "join":
+        raise Forbidden("You are not joined to this room")
+
+
+def joined_member_pks(room_id: str) -> list[int]:
+    """Primary keys of the local users joined to the room: whom a new event must wake."""
+    return list(
+        Membership.objects.filter(room_id=room_id, membership="join", user__isnull=False).values_list(
+            "user_id", flat=True
+        )
+    )
+
+
+def joined_room_ids(user_pk: int) -> list[str]:
+    return list(Membership.objects.filter(user_id=user_pk, membership="join").values_list("room_id", flat=True))
+
+
+def resolve_alias(alias: str) -> str:
+    """The room ID an alias of this server points at; 404 M_NOT_FOUND when there is none."""
+    parsed = RoomAliasID.parse(alias)
+    if parsed.server_name != settings.MATRIX["SERVER_NAME"]:
+        raise NotFound("Room alias not found (aliases of other servers cannot be resolved)")
+    room_id = RoomAlias.objects.filter(alias=alias).values_list("room_id", flat=True).first()
+    if room_id is None:
+        raise NotFound("Room alias not found")
+    return room_id
+
+
+def resolve_room_id_or_alias(room_id_or_alias: str) -> str:
+    if room_id_or_alias.startswith("#"):
+        return resolve_alias(room_id_or_alias)
+    if room_id_or_alias.startswith("!"):
+        return room_id_or_alias
+    raise InvalidParam("Expected a room ID or a room alias")
+
+
+def list_room_aliases(room_id: str) -> list[str]:
+    return list(RoomAlias.objects.filter(room_id=room_id).order_by("alias").values_list("alias", flat=True))

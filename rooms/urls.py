@@ -1,0 +1,26 @@
+"""Room routes, mounted under /_matrix/client/{v3,r0}/."""
+
+from django.urls import path
+
+from rooms import views
+
+urlpatterns = [
+    path("createRoom", views.CreateRoomView.as_view(), name="create_room"),
+    path("join/<str:room_id_or_alias>", views.JoinRoomView.as_view(), name="join_room"),
+    path("knock/<str:room_id_or_alias>", views.KnockRoomView.as_view(), name="knock_room"),
+    path("rooms/<str:room_id>/join", views.JoinRoomByIdView.as_view(), name="join_room_by_id"),
+    path("rooms/<str:room_id>/invite", views.InviteView.as_view(), name="invite_user"),
+    path("rooms/<str:room_id>/leave", views.LeaveView.as_view(), name="leave_room"),
+    path("rooms/<str:room_id>/forget", views.ForgetView.as_view(), name="forget_room"),
+    path("rooms/<str:room_id>/kick", views.KickView.as_view(), name="kick"),
+    path("rooms/<str:room_id>/ban", views.BanView.as_view(), name="ban"),
+    path("rooms/<str:room_id>/unban", views.UnbanView.as_view(), name="unban"),
+    path("rooms/<str:room_id>/members", views.MembersView.as_view(), name="get_members_by_room"),
+    path("rooms/<str:room_id>/joined_members", views.JoinedMembersView.as_view(), name="joined_members"),
+    path("rooms/<str:room_id>/aliases", views.RoomAliasesView.as_view(), name="room_aliases"),
+    path("joined_rooms", views.JoinedRoomsView.as_view(), name="joined_rooms"),
+    path("directory/room/<str:room_alias>", views.RoomAliasView.as_view(), name="room_alias"),
+    path("directory/list/room/<str:room_id>", views.RoomDirectoryVisibilityView.as_view(),
+         name="room_directory_visibility"),
+    path("publicRooms", views.PublicRoomsView.as_view(), name="public_rooms"),
+]
