@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "channels",
     "accounts",
+    "push",
     "events",
     "rooms",
     "sync",
