@@ -1,4 +1,9 @@
-"""Wake-ups for /sync waiters. The only place that publishes to the channel layer.
+"""Wake-ups for /sync waiters: the only place that publishes to the channel layer.
+
+One message per stream advance goes to one group that every worker process listens on
+(``sync/waiter.py``), carrying the user pks to wake; each worker wakes its own waiters. That is one
+channel-layer send per event whatever the room size (channels_redis: ~4 Redis round trips), where a
+group per user would cost that much per member (DESIGN.md §4.5, option b).
 
 A wake-up is a hint: the woken /sync re-reads the database up to the committed stream head, so a
 lost or duplicated message costs latency, never correctness.
@@ -6,7 +11,6 @@ lost or duplicated message costs latency, never correctness.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 
@@ -16,9 +20,8 @@ from django.db import transaction
 
 logger = logging.getLogger("events.notify")
 
-
-def user_group(user_pk: int) -> str:
-    return f"sync.u.{user_pk}"  # channels: [A-Za-z0-9._-]+, under 100 characters
+WAKEUP_GROUP = "matrixsrv.sync.wakeup"  # channels: [A-Za-z0-9._-]+, under 100 characters
+MESSAGE_TYPE = "stream.advanced"
 
 
 def notify_users_on_commit(user_pks: Iterable[int], *, pos: int) -> None:
@@ -32,9 +35,4 @@ def _publish(user_pks: list[int], pos: int) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "stream.advanced", "pos": pos}
-
-    async def send_all() -> None:
-        await asyncio.gather(*(layer.group_send(user_group(pk), message) for pk in user_pks))
-
-    async_to_sync(send_all)()
+    async_to_sync(layer.group_send)(WAKEUP_GROUP, {"type": MESSAGE_TYPE, "pos": pos, "users": user_pks})

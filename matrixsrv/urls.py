@@ -6,7 +6,9 @@ from django.urls import include, path, re_path
 from accounts import urls as accounts_urls
 from accounts.fallback import login_fallback
 from events import urls as events_urls
+from push import urls as push_urls
 from rooms import urls as rooms_urls
+from sync import urls as sync_urls
 from matrixsrv import views
 
 handler404 = "matrixsrv.exception_handler.handler404"
@@ -16,6 +18,9 @@ client_patterns = [
     *accounts_urls.urlpatterns,
     *rooms_urls.urlpatterns,
     *events_urls.urlpatterns,
+    *sync_urls.urlpatterns,
+    *push_urls.urlpatterns,
+    path("capabilities", views.CapabilitiesView.as_view(), name="capabilities"),
     path("login/fallback", login_fallback, name="login_fallback"),
 ]
 
@@ -25,6 +30,7 @@ urlpatterns = [
     path("_matrix/client/v3/", include((client_patterns, "client"), namespace="v3")),
     path("_matrix/client/r0/", include((client_patterns, "client"), namespace="r0")),
     path("_matrix/client/v1/", include((accounts_urls.v1_urlpatterns, "client_v1"), namespace="v1")),
+    path("_matrix/client/v1/", include((events_urls.v1_urlpatterns, "client_v1_events"), namespace="v1_events")),
     path("_matrix/static/client/login/", login_fallback, name="static_login_fallback"),
     path("_matrix/static/client/login", login_fallback),  # also without the slash: never a redirect
     path("admin/", admin.site.urls),

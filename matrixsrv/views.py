@@ -69,3 +69,29 @@ def well_known_client(request: HttpRequest) -> JsonResponse:
 def unrecognized(request: HttpRequest, rest: str = "") -> JsonResponse:
     """Any other path under /_matrix: 404 M_UNRECOGNIZED, never an HTML page or a redirect."""
     return matrix_error_response(Unrecognized(f"Unrecognized request: {request.method} {request.path}"))
+
+
+class CapabilitiesView(MatrixAPIView):
+    """GET /_matrix/client/v3/capabilities
+
+    Tells the truth: only what this server lets the user do now.
+    """
+
+    def get(self, request):  # type: ignore[no-untyped-def]
+        from rest_framework.response import Response
+
+        from events.room_versions import DEFAULT_ROOM_VERSION, ROOM_VERSIONS
+
+        return Response({
+            "capabilities": {
+                "m.change_password": {"enabled": True},
+                "m.room_versions": {
+                    "default": DEFAULT_ROOM_VERSION,
+                    "available": {identifier: "stable" for identifier in ROOM_VERSIONS},
+                },
+                "m.set_displayname": {"enabled": False},
+                "m.set_avatar_url": {"enabled": False},
+                "m.3pid_changes": {"enabled": False},
+                "m.get_login_token": {"enabled": False},
+            }
+        })

@@ -16,6 +16,9 @@ from matrixsrv.settings import DATABASES, MATRIX  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MATRIX["SERVER_NAME"] = "test.local"
+# Django's test client must see the test's own (uncommitted) transaction, which only the request
+# thread's connection can: /sync runs its queries there instead of in a pooled thread.
+MATRIX["SYNC_DB_IN_REQUEST_THREAD"] = True
 
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Separate names let several test runs share one PostgreSQL server without colliding.

@@ -1,0 +1,147 @@
+"""Long-poll wake-ups, one listener per worker process (Synapse's notifier model, fed by Channels).
+
+Each process subscribes ONE channel to ``events.notify.WAKEUP_GROUP`` and dispatches every message
+to the local /sync requests waiting for the users it names. A /sync request registers its waiter
+*before* it reads the database, so a write that commits after the read started always wakes it.
+
+Process-local state here is only "who is waiting on this process right now" (like open sockets),
+never cached data: the database stays the source of truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from weakref import WeakKeyDictionary
+
+from channels.layers import get_channel_layer
+
+from events.notify import WAKEUP_GROUP
+
+logger = logging.getLogger("sync.waiter")
+
+# channels_redis forgets group members after group_expiry (300 s in settings): re-join well before.
+REJOIN_INTERVAL_S = 60.0
+
+
+class Waiter:
+    """One waiting /sync request: woken when a position newer than the one it read arrives."""
+
+    __slots__ = ("pos", "_event", "_forced")
+
+    def __init__(self) -> None:
+        self.pos = 0
+        self._forced = False
+        self._event = asyncio.Event()
+
+    def force(self) -> None:
+        """Wake regardless of position (the subscription broke: re-read rather than miss anything)."""
+        self._forced = True
+        self._event.set()
+
+    def advance(self, pos: int) -> None:
+        if pos > self.pos:
+            self.pos = pos
+            self._event.set()
+
+    async def wait(self, *, after_pos: int, timeout_s: float) -> bool:
+        """True once a wake-up for a position beyond ``after_pos`` arrived; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self.pos <= after_pos and not self._forced:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._event.clear()
+            try:
+                await asyncio.wait_for(self._event.wait(), remaining)
+            except TimeoutError:
+                return self.pos > after_pos or self._forced
+        return True
+
+
+class Notifier:
+    """The process's listener on the wake-up group and its registry of local waiters."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[int, set[Waiter]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self.received = 0
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(w) for w in self._waiters.values())
+
+    async def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._ready.clear()
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="matrixsrv-sync-notifier")
+        await self._ready.wait()
+
+    async def _run(self) -> None:
+        layer = get_channel_layer()
+        while True:
+            try:
+                channel = await layer.new_channel("sync.")
+                await layer.group_add(WAKEUP_GROUP, channel)
+                self._ready.set()
+                joined_at = time.monotonic()
+                while True:
+                    try:
+                        message = await asyncio.wait_for(layer.receive(channel), REJOIN_INTERVAL_S)
+                    except TimeoutError:
+                        message = None
+                    if time.monotonic() - joined_at > REJOIN_INTERVAL_S:
+                        await layer.group_add(WAKEUP_GROUP, channel)
+                        joined_at = time.monotonic()
+                    if message is not None:
+                        self._dispatch(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis went away, etc.: wake everyone (they re-read), then resubscribe
+                logger.exception("sync notifier lost its channel layer subscription; retrying")
+                self._wake_all()
+                self._ready.set()
+                await asyncio.sleep(1.0)
+
+    def _dispatch(self, message: dict) -> None:
+        self.received += 1
+        pos = int(message.get("pos", 0))
+        for user_pk in message.get("users", ()):
+            for waiter in self._waiters.get(user_pk, ()):
+                waiter.advance(pos)
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.force()
+
+    @asynccontextmanager
+    async def listen(self, user_pk: int) -> AsyncIterator[Waiter]:
+        await self.start()
+        waiter = Waiter()
+        self._waiters[user_pk].add(waiter)
+        try:
+            yield waiter
+        finally:
+            waiters = self._waiters.get(user_pk)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[user_pk]
+
+
+_notifiers: WeakKeyDictionary[asyncio.AbstractEventLoop, Notifier] = WeakKeyDictionary()
+
+
+def get_notifier() -> Notifier:
+    """The notifier of the running event loop (one per worker process in production)."""
+    loop = asyncio.get_running_loop()
+    notifier = _notifiers.get(loop)
+    if notifier is None:
+        notifier = _notifiers[loop] = Notifier()
+    return notifier
