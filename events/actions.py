@@ -29,10 +29,10 @@ from events.pdu import CREATE_KEY, EventDraft, EventTypes, Membership as Members
 from events.power_levels import room_creators
 from events.redaction import redact_content
 from events.room_versions import RoomVersion, get_room_version
-from events.selectors import as_state_event, find_txn_event_id, get_event, state_events_for_keys
+from events.selectors import as_state_event, get_event, state_events_for_keys
 from events.formatting import format_client_event
 from events.stream import next_stream_position
-from matrixsrv.errors import Forbidden, NotFound, TooLarge
+from matrixsrv.errors import BadJson, Forbidden, InvalidParam, NotFound, TooLarge
 from rooms.models import Membership, Room
 from rooms.selectors import LockedRoom, joined_member_pks, lock_room
 
@@ -259,15 +259,46 @@ def create_room_with_create_event(*, creator: User, version: RoomVersion, conten
 
 # -- client-facing writes ---------------------------------------------------------------------------
 
+def _find_replay(
+    send: SendContext, *, room_id: str, event_type: str, redacts: str | None = None
+) -> str | None:
+    """The event a retransmission of this request created, or None for a new request.
+
+    Spec ("Transaction identifiers"): a request is a retransmission when its txnId AND its path are
+    the same as a previous request's. The Event table keeps one event per (device, txn_id) (its
+    unique constraint), so the same txnId on another path (another room, event type or redaction
+    target) can be neither a replay nor stored: it is refused instead of answered with an
+    unrelated event.
+    """
+    if send.device is None or send.txn_id is None:
+        return None
+    row = (
+        Event.objects.filter(sender_device_id=send.device.pk, txn_id=send.txn_id)
+        .values_list("event_id", "room_id", "type", "redacts")
+        .first()
+    )
+    if row is None:
+        return None
+    event_id, event_room_id, stored_type, stored_redacts = row
+    if event_room_id != room_id or stored_type != event_type or (
+        redacts is not None and stored_redacts != redacts
+    ):
+        raise InvalidParam(
+            f"Transaction ID {send.txn_id!r} was already used by this device for another request"
+        )
+    return event_id
+
+
 @transaction.atomic
 def send_message_event(*, sender: User, room_id: str, event_type: str, content: dict[str, Any],
                        send: SendContext = SendContext()) -> str:
     """Append a non-state event; idempotent per (device, txn_id): a replay returns the first event's ID."""
     locked = lock_room(room_id)
-    if send.device is not None and send.txn_id is not None:
-        existing = find_txn_event_id(send.device.pk, send.txn_id)
-        if existing is not None:
-            return existing
+    redacts = content.get("redacts") if event_type == EventTypes.REDACTION else None
+    existing = _find_replay(send, room_id=locked.room.room_id, event_type=event_type,
+                            redacts=redacts if isinstance(redacts, str) else None)
+    if existing is not None:
+        return existing
     draft = EventDraft(type=event_type, sender=sender.mxid, content=content)
     if event_type == EventTypes.REDACTION:
         return _redact(locked, sender, draft, content.get("redacts"), send).event_id
@@ -287,10 +318,10 @@ def redact_event(*, sender: User, room_id: str, target_event_id: str, reason: st
                  send: SendContext = SendContext(), ignore_block: bool = False) -> str:
     """Send m.room.redaction for ``target_event_id`` and prune the target's content (room version rules)."""
     locked = lock_room(room_id)
-    if send.device is not None and send.txn_id is not None:
-        existing = find_txn_event_id(send.device.pk, send.txn_id)
-        if existing is not None:
-            return existing
+    existing = _find_replay(send, room_id=locked.room.room_id, event_type=EventTypes.REDACTION,
+                            redacts=target_event_id)
+    if existing is not None:
+        return existing
     version = get_room_version(locked.room.version)
     content: dict[str, Any] = {"reason": reason} if reason else {}
     if version.redacts_in_content:
@@ -301,17 +332,27 @@ def redact_event(*, sender: User, room_id: str, target_event_id: str, reason: st
 
 def _redact(locked: LockedRoom, sender: User, draft: EventDraft, target_event_id: Any, send: SendContext,
             *, ignore_block: bool = False) -> Event:
-    if not isinstance(target_event_id, str):
-        raise Forbidden("A redaction must name the event it redacts")
+    if not isinstance(target_event_id, str) or not target_event_id:
+        raise BadJson("A redaction must name the event it redacts (content.redacts)")
     try:
         target = get_event(target_event_id, room_id=locked.room.room_id)
     except NotFound:
         target = None
     if draft.redacts is None:
-        draft = EventDraft(type=draft.type, sender=draft.sender, content=draft.content, redacts=target_event_id)
+        # PUT /send/m.room.redaction: the target is content.redacts. Spec (room_send.yaml): "In
+        # rooms with a version older than 11 they MUST move the redacts property inside the
+        # content to the top level of the event."
+        content = dict(draft.content)
+        if not get_room_version(locked.room.version).redacts_in_content:
+            content.pop("redacts", None)
+        draft = EventDraft(type=draft.type, sender=draft.sender, content=content, redacts=target_event_id)
+    if target is not None and target.type == EventTypes.CREATE:
+        # Local policy, as Synapse's: the create event defines the room (its version, its
+        # creators); a redaction of it would be applied by clients but never by this server.
+        raise Forbidden("Redacting the m.room.create event is not permitted")
     own = target is not None and target.sender == sender.mxid
     redaction = append_event(locked, draft, send=send, redacts_own_event=own, ignore_block=ignore_block)
-    if target is not None and target.type != EventTypes.CREATE:
+    if target is not None:
         prune_redacted_event(locked, target, redaction)
     return redaction
 
@@ -331,3 +372,9 @@ def prune_redacted_event(locked: LockedRoom, target: Event, redaction: Event) ->
         fields = apply_state_to_room(locked.room, target.type, target.state_key or "", pruned)
         if fields:
             locked.room.save(update_fields=fields)
+        if target.type == EventTypes.MEMBER:
+            # The member list's profile columns mirror the current member event: redacted, the
+            # event keeps only "membership", so the display name and avatar go too.
+            Membership.objects.filter(room_id=target.room_id, mxid=target.state_key, event=target).update(
+                displayname=None, avatar_url=None
+            )

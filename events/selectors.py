@@ -48,10 +48,6 @@ def current_state_content(room_id: str, event_type: str, state_key: str = "") ->
     return first.event.content if first else None
 
 
-def find_txn_event_id(device_pk: int, txn_id: str) -> str | None:
-    return Event.objects.filter(sender_device_id=device_pk, txn_id=txn_id).values_list("event_id", flat=True).first()
-
-
 def get_event(event_id: str, *, room_id: str | None = None) -> Event:
     qs = Event.objects.filter(event_id=event_id)
     if room_id is not None:

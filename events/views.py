@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from matrixsrv.views import MatrixAPIView
 
 from events import actions
 from events.actions import SendContext
-from events.models import Event
-from events.pdu import EventTypes, Membership
+from events.pdu import EventTypes
 from events.selectors import current_state_events, state_at, state_events_for_keys
 from events.formatting import format_client_event
-from matrixsrv.errors import BadAlias, Forbidden, InvalidParam, NotFound
+from matrixsrv.errors import BadAlias, InvalidParam, NotFound
 from matrixsrv.identifiers import RoomAlias as RoomAliasID
 from matrixsrv.http import json_object, opt_str
-from rooms.selectors import find_membership, get_room, resolve_alias
+from rooms.selectors import access_room_state_position, resolve_alias
 
 
 class SendMessageEventView(MatrixAPIView):
@@ -50,30 +50,28 @@ class SendMessageEventNoTxnView(MatrixAPIView):
         return Response({"event_id": event_id})
 
 
-def _visible_state_position(room_id: str, mxid: str) -> int | None:
-    """None: the current state. A position: the state when the user left. 403 if never allowed."""
-    room = get_room(room_id)
-    membership = find_membership(room_id, mxid)
-    if membership is not None and membership.membership == Membership.JOIN:
-        return None
-    if room.history_visibility == "world_readable":
-        return None
-    if membership is not None and membership.membership in (Membership.LEAVE, Membership.BAN):
-        was_joined = Event.objects.filter(room_id=room_id, type=EventTypes.MEMBER, state_key=mxid,
-                                          membership=Membership.JOIN).exists()
-        if was_joined:
-            return membership.stream_pos
-    raise Forbidden("You are not joined to this room")
+class _JsonOnlyNegotiation(BaseContentNegotiation):
+    """Always JSON. DRF's default negotiation reads ``?format=`` as a renderer override and answers
+    404 for ``?format=event``, but here ``format`` is the spec's query parameter (event|content)."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):  # type: ignore[no-untyped-def]
+        return renderers[0], renderers[0].media_type
+
+    def select_parser(self, request, parsers):  # type: ignore[no-untyped-def]
+        return parsers[0]
 
 
 class RoomStateEventView(MatrixAPIView):
     """GET, PUT /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}
 
     The state key may be empty (``/state/m.room.topic`` or ``/state/m.room.topic/``) or contain ``/``.
+    ``?format=event`` returns the whole event instead of its content.
     """
 
+    content_negotiation_class = _JsonOnlyNegotiation
+
     def get(self, request: Request, room_id: str, event_type: str, state_key: str = "") -> Response:
-        pos = _visible_state_position(room_id, request.user.mxid)
+        pos = access_room_state_position(room_id, request.user.mxid)
         if pos is None:
             event = state_events_for_keys(room_id, {(event_type, state_key)}).get((event_type, state_key))
         else:
@@ -128,7 +126,7 @@ class RoomStateView(MatrixAPIView):
     """GET /_matrix/client/v3/rooms/{roomId}/state"""
 
     def get(self, request: Request, room_id: str) -> Response:
-        pos = _visible_state_position(room_id, request.user.mxid)
+        pos = access_room_state_position(room_id, request.user.mxid)
         events = current_state_events(room_id) if pos is None else state_at(room_id, pos)
         return Response([format_client_event(e) for e in events])
 

@@ -139,6 +139,8 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["matrixsrv.renderers.MatrixJSONRenderer"],
     "EXCEPTION_HANDLER": "matrixsrv.exception_handler.matrix_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # ?format= is a Matrix parameter (GET /state/...?format=event), not DRF's renderer switch.
+    "URL_FORMAT_OVERRIDE": None,
     "NUM_PROXIES": config.get_int("MATRIX_TRUSTED_PROXY_COUNT"),
 }
 

@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import User
 from events.actions import append_event, create_room_with_create_event, send_state_event
-from events.pdu import CREATE_KEY, EventDraft, EventTypes, JoinRules, Membership as M
+from events.pdu import ADDITIONAL_CREATORS, CREATE_KEY, EventDraft, EventTypes, JoinRules, Membership as M
 from events.power_levels import PowerLevels, default_power_levels_content, room_creators
 from events.room_versions import DEFAULT_ROOM_VERSION, RoomVersion, get_room_version
 from events.selectors import as_state_event, state_events_for_keys
@@ -22,6 +22,7 @@ from matrixsrv.errors import (
     BadJson,
     Forbidden,
     InvalidParam,
+    MatrixError,
     NotFound,
     RoomInUse,
     Unknown,
@@ -30,6 +31,12 @@ from matrixsrv.identifiers import RoomAlias as RoomAliasID
 from matrixsrv.identifiers import UserID
 from rooms.models import Membership, RoomAlias
 from rooms.selectors import LockedRoom, find_membership, lock_room, resolve_room_id_or_alias
+
+class InvalidRoomState(MatrixError):
+    """createRoom: "The initial state implied by the parameters to the request is invalid" (400)."""
+
+    errcode, default_message = "M_INVALID_ROOM_STATE", "Invalid initial room state"
+
 
 PRESETS: dict[str, dict[str, str]] = {
     "private_chat": {"join_rule": "invite", "history_visibility": "shared", "guest_access": "can_join"},
@@ -99,7 +106,8 @@ def create_room(
     power_level_content_override: dict[str, Any] | None = None,
 ) -> tuple[str, str | None]:
     """POST /createRoom: the initial events in the spec's order. Returns (room_id, room_alias)."""
-    version = get_room_version(room_version or DEFAULT_ROOM_VERSION)
+    # An empty string is a version we don't support, not "use the default".
+    version = get_room_version(DEFAULT_ROOM_VERSION if room_version is None else room_version)
     if visibility not in ("public", "private"):
         raise InvalidParam("visibility must be 'public' or 'private'")
     preset = preset or ("public_chat" if visibility == "public" else "private_chat")
@@ -110,17 +118,51 @@ def create_room(
         raise RoomInUse("Room alias already taken")
     invitees = [_local_user(mxid) for mxid in dict.fromkeys(invite or [])]
     invitees = [u for u in invitees if u.pk != creator.pk]
+    initial = [_initial_state_entry(e) for e in initial_state or []]
+    try:
+        room_id = _create_room_events(
+            creator=creator, version=version, preset=preset, alias=alias, name=name, topic=topic,
+            invitees=invitees, is_direct=is_direct, initial=initial, creation_content=creation_content,
+            power_level_content_override=power_level_content_override, publish=visibility == "public",
+        )
+    except Forbidden as exc:
+        # The auth rules refused one of the events the request implies (e.g. an override that
+        # takes the creator's power away before the name is set): the spec's M_INVALID_ROOM_STATE.
+        raise InvalidRoomState(f"The initial state is invalid: {exc.message}") from None
+    return room_id, alias
 
+
+def _create_room_events(
+    *,
+    creator: User,
+    version: RoomVersion,
+    preset: str,
+    alias: str | None,
+    name: str | None,
+    topic: str | None,
+    invitees: list[User],
+    is_direct: bool,
+    initial: list[tuple[str, str, dict[str, Any]]],
+    creation_content: dict[str, Any] | None,
+    power_level_content_override: dict[str, Any] | None,
+    publish: bool,
+) -> str:
+    """Append createRoom's events in the spec's order (create_room_yaml, steps 1-8)."""
     # 1. m.room.create
     content = dict(creation_content or {})
+    # Spec: "The server will overwrite the following keys: creator, room_version". From v11 the
+    # creator is the create event's sender, so a client-supplied "creator" is dropped, not kept.
     content["room_version"] = version.identifier
-    if int(version.identifier) <= 10:  # v11 removed "creator": the create event's sender is the creator
+    content.pop("creator", None)
+    if not version.implicit_room_creator:
         content["creator"] = creator.mxid
-    if version.creators_have_infinite_power and preset == "trusted_private_chat":
-        extra = [u for u in content.get("additional_creators", []) if isinstance(u, str)]
-        content["additional_creators"] = list(dict.fromkeys(extra + [u.mxid for u in invitees]))
+    if version.creators_have_infinite_power and preset == "trusted_private_chat" and invitees:
+        # Spec: combine creation_content's additional_creators with the invitees, deduplicated.
+        # Anything but a list is left for the auth rules to reject (v12 rule 1.4).
+        extra = content.get(ADDITIONAL_CREATORS, [])
+        if isinstance(extra, list):
+            content[ADDITIONAL_CREATORS] = list(dict.fromkeys([*extra, *(u.mxid for u in invitees)]))
     locked = create_room_with_create_event(creator=creator, version=version, content=content)
-    room_id = locked.room.room_id
 
     def state(event_type: str, content: dict[str, Any], state_key: str = "") -> None:
         append_event(locked, EventDraft(type=event_type, sender=creator.mxid, content=content, state_key=state_key))
@@ -142,7 +184,6 @@ def create_room(
             raise RoomInUse("Room alias already taken") from None
         state(EventTypes.CANONICAL_ALIAS, {"alias": alias})
     # 5. preset events, unless initial_state sets the same state
-    initial = [_initial_state_entry(e) for e in initial_state or []]
     overridden = {(t, k) for t, k, _ in initial}
     p = PRESETS[preset]
     for event_type, key, value in (
@@ -164,10 +205,10 @@ def create_room(
     for invitee in invitees:
         extra = {"is_direct": True} if is_direct else None
         state(EventTypes.MEMBER, _member_content(invitee, M.INVITE, extra=extra), invitee.mxid)
-    if visibility == "public":
+    if publish:
         locked.room.is_public = True
         locked.room.save(update_fields=["is_public"])
-    return room_id, alias
+    return locked.room.room_id
 
 
 def _initial_state_entry(entry: Any) -> tuple[str, str, dict[str, Any]]:

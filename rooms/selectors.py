@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from events.models import Event
 from matrixsrv.errors import Forbidden, InvalidParam, NotFound
 from matrixsrv.identifiers import RoomAlias as RoomAliasID
 from rooms.models import Membership, Room, RoomAlias
@@ -38,6 +39,31 @@ def get_room(room_id: str) -> Room:
 
 def find_membership(room_id: str, mxid: str) -> Membership | None:
     return Membership.objects.filter(room_id=room_id, mxid=mxid).first()
+
+
+def access_room_state_position(room_id: str, mxid: str) -> int | None:
+    """Which of the room's state ``mxid`` may read (GET /state, /state/{type}/{key}, /members).
+
+    None: the current state (joined, or the room is world_readable). A stream position: the state
+    when the user left or was kicked or banned, for a *former member* (spec rooms.yaml: "If you
+    have left the room then this will be the members of the room when you left"). Anyone else,
+    including invitees, knockers and users who only ever rejected an invite, gets 403 ("You aren't
+    a member of the room and weren't previously a member of the room"); an unknown room is 404.
+    """
+    room = get_room(room_id)
+    membership = find_membership(room_id, mxid)
+    if membership is not None and membership.membership == "join":
+        return None
+    if room.history_visibility == "world_readable":
+        return None
+    if membership is not None and membership.membership in ("leave", "ban"):
+        was_joined = Event.objects.filter(
+            room_id=room_id, type="m.room.member", state_key=mxid, membership="join",
+            stream_pos__lt=membership.stream_pos,
+        ).exists()
+        if was_joined:
+            return membership.stream_pos
+    raise Forbidden("You are not joined to this room")
 
 
 def membership_of(room_id: str, mxid: str) -> str | None:

@@ -19,7 +19,13 @@ from matrixsrv.http import json_object, opt_bool, opt_dict, opt_str, opt_str_lis
 from matrixsrv.identifiers import RoomAlias as RoomAliasID
 from rooms import actions
 from rooms.models import Membership, Room
-from rooms.selectors import find_membership, get_room, list_room_aliases, resolve_alias
+from rooms.selectors import (
+    access_room_state_position,
+    find_membership,
+    get_room,
+    list_room_aliases,
+    resolve_alias,
+)
 from sync.tokens import StreamToken
 
 
@@ -151,24 +157,26 @@ class JoinedRoomsView(MatrixAPIView):
         return Response({"joined_rooms": list(rooms.values_list("room_id", flat=True))})
 
 
-def _member_state_position(room_id: str, mxid: str) -> int | None:
-    """None for the current member list; the leave position for a former member; else 403."""
-    room = get_room(room_id)
-    membership = find_membership(room_id, mxid)
-    if membership is not None and membership.membership == M.JOIN:
-        return None
-    if room.history_visibility == "world_readable":
-        return None
-    if membership is not None and membership.membership in (M.LEAVE, M.BAN):
-        return membership.stream_pos
-    raise Forbidden("You are not joined to this room")
+_MEMBERSHIPS = ("join", "invite", "knock", "leave", "ban")
+
+
+def _membership_param(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name) or None
+    if value is not None and value not in _MEMBERSHIPS:
+        raise InvalidParam(f"'{name}' must be one of {', '.join(_MEMBERSHIPS)}")
+    return value
 
 
 class MembersView(MatrixAPIView):
-    """GET /_matrix/client/v3/rooms/{roomId}/members (``at``, ``membership``, ``not_membership``)"""
+    """GET /_matrix/client/v3/rooms/{roomId}/members (``at``, ``membership``, ``not_membership``)
+
+    Joined users get the current members (or those at ``at``); former members those when they left.
+    """
 
     def get(self, request: Request, room_id: str) -> Response:
-        pos = _member_state_position(room_id, request.user.mxid)
+        wanted = _membership_param(request, "membership")
+        unwanted = _membership_param(request, "not_membership")
+        pos = access_room_state_position(room_id, request.user.mxid)
         at = request.query_params.get("at")
         if at:
             at_pos = StreamToken.parse(at).pos
@@ -177,14 +185,19 @@ class MembersView(MatrixAPIView):
             events = current_state_events(room_id, types=[EventTypes.MEMBER])
         else:
             events = [e for e in state_at(room_id, pos) if e.type == EventTypes.MEMBER]
-        wanted = request.query_params.get("membership")
-        unwanted = request.query_params.get("not_membership")
-        chunk = [
-            format_client_event(e)
-            for e in events
-            if (not wanted or e.membership == wanted) and (not unwanted or e.membership != unwanted)
-        ]
-        return Response({"chunk": chunk})
+
+        def keep(membership: str | None) -> bool:
+            # Spec: given both, "either the membership *is* the same as `membership` **or** *is
+            # not* the same as `not_membership`".
+            if wanted and unwanted:
+                return membership == wanted or membership != unwanted
+            if wanted:
+                return membership == wanted
+            if unwanted:
+                return membership != unwanted
+            return True
+
+        return Response({"chunk": [format_client_event(e) for e in events if keep(e.membership)]})
 
 
 class JoinedMembersView(MatrixAPIView):
@@ -267,8 +280,15 @@ def _public_room_entry(room: Room) -> dict[str, Any]:
     return entry
 
 
-def _public_rooms(*, limit: int | None, since: str | None, search: str | None) -> dict[str, Any]:
+def _public_rooms(*, limit: int | None, since: str | None, search: str | None,
+                  room_types: list[str | None] | None = None) -> dict[str, Any]:
     rooms = Room.objects.filter(is_public=True, blocked=False)
+    if room_types is not None:
+        # Spec: "To include rooms without a room type, specify null within this list."
+        wanted = Q(room_type__in=[t for t in room_types if t is not None])
+        if None in room_types:
+            wanted |= Q(room_type__isnull=True)
+        rooms = rooms.filter(wanted)
     if search:
         rooms = rooms.filter(
             Q(name__icontains=search) | Q(topic__icontains=search) | Q(canonical_alias__icontains=search)
@@ -310,6 +330,12 @@ class PublicRoomsView(MatrixAPIView):
             raise BadJson("'limit' must be a non-negative integer")
         search_filter = opt_dict(body, "filter") or {}
         search = opt_str(search_filter, "generic_search_term", max_length=1024)
-        return Response(_public_rooms(limit=limit, since=opt_str(body, "since", max_length=64), search=search))
+        room_types = search_filter.get("room_types")
+        if room_types is not None and (
+            not isinstance(room_types, list) or not all(t is None or isinstance(t, str) for t in room_types)
+        ):
+            raise BadJson("'filter.room_types' must be a list of strings and nulls")
+        return Response(_public_rooms(limit=limit, since=opt_str(body, "since", max_length=64), search=search,
+                                      room_types=room_types))
 
 

@@ -96,3 +96,70 @@ class MatrixClient:
 
     def whoami(self, user: TestUser | str, expect: int = 200) -> Any:
         return self.get("account/whoami", token=user, expect=expect)
+
+    # -- rooms and events (added with the room/event API tests) -----------------------------------
+    _txn_counter = 0
+
+    def next_txn_id(self) -> str:
+        MatrixClient._txn_counter += 1
+        return f"txn{MatrixClient._txn_counter}"
+
+    def create_room(self, user: TestUser, **body: Any) -> str:
+        """POST /createRoom; returns the new room's ID."""
+        return self.post("createRoom", body, token=user).json()["room_id"]
+
+    def send(self, user: TestUser, room_id: str, event_type: str, content: dict[str, Any],
+             txn_id: str | None = None, expect: int | None = 200) -> Any:
+        """PUT /rooms/{roomId}/send/{eventType}/{txnId}; the JSON body on 200, else the response."""
+        txn_id = txn_id or self.next_txn_id()
+        resp = self.put(f"rooms/{q(room_id)}/send/{q(event_type)}/{q(txn_id)}", content, token=user,
+                        expect=expect)
+        return resp.json() if resp.status_code == 200 and expect == 200 else resp
+
+    def send_text(self, user: TestUser, room_id: str, body: str, txn_id: str | None = None) -> str:
+        content = {"msgtype": "m.text", "body": body}
+        return self.send(user, room_id, "m.room.message", content, txn_id)["event_id"]
+
+    def state_path(self, room_id: str, event_type: str, state_key: str = "") -> str:
+        return f"rooms/{q(room_id)}/state/{q(event_type)}/{q(state_key)}"
+
+    def send_state(self, user: TestUser, room_id: str, event_type: str, content: dict[str, Any],
+                   state_key: str = "", expect: int | None = 200) -> Any:
+        """PUT /rooms/{roomId}/state/{eventType}/{stateKey}; the event ID on 200, else the response."""
+        resp = self.put(self.state_path(room_id, event_type, state_key), content, token=user, expect=expect)
+        return resp.json()["event_id"] if resp.status_code == 200 and expect == 200 else resp
+
+    def get_state(self, user: TestUser, room_id: str, event_type: str, state_key: str = "",
+                  expect: int | None = 200, **query: Any) -> Any:
+        resp = self.get(self.state_path(room_id, event_type, state_key), token=user, expect=expect,
+                        query=query or None)
+        return resp.json() if resp.status_code == 200 and expect == 200 else resp
+
+    def room_state(self, user: TestUser, room_id: str) -> list[dict[str, Any]]:
+        return self.get(f"rooms/{q(room_id)}/state", token=user).json()
+
+    def join(self, user: TestUser, room_id_or_alias: str, expect: int | None = 200, **body: Any) -> Any:
+        """POST /join/{roomIdOrAlias}"""
+        return self.post(f"join/{q(room_id_or_alias)}", body, token=user, expect=expect)
+
+    def invite(self, user: TestUser, room_id: str, target: str, expect: int | None = 200, **body: Any) -> Any:
+        return self.post(f"rooms/{q(room_id)}/invite", {"user_id": target, **body}, token=user, expect=expect)
+
+    def leave(self, user: TestUser, room_id: str, expect: int | None = 200, **body: Any) -> Any:
+        return self.post(f"rooms/{q(room_id)}/leave", body, token=user, expect=expect)
+
+    def kick(self, user: TestUser, room_id: str, target: str, expect: int | None = 200, **body: Any) -> Any:
+        return self.post(f"rooms/{q(room_id)}/kick", {"user_id": target, **body}, token=user, expect=expect)
+
+    def ban(self, user: TestUser, room_id: str, target: str, expect: int | None = 200, **body: Any) -> Any:
+        return self.post(f"rooms/{q(room_id)}/ban", {"user_id": target, **body}, token=user, expect=expect)
+
+    def unban(self, user: TestUser, room_id: str, target: str, expect: int | None = 200, **body: Any) -> Any:
+        return self.post(f"rooms/{q(room_id)}/unban", {"user_id": target, **body}, token=user, expect=expect)
+
+    def redact(self, user: TestUser, room_id: str, event_id: str, txn_id: str | None = None,
+               expect: int | None = 200, **body: Any) -> Any:
+        txn_id = txn_id or self.next_txn_id()
+        path = f"rooms/{q(room_id)}/redact/{q(event_id)}/{q(txn_id)}"
+        resp = self.put(path, body, token=user, expect=expect)
+        return resp.json()["event_id"] if resp.status_code == 200 and expect == 200 else resp
