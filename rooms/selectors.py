@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from django.conf import settings
+from django.db import connection
 
 from events.models import Event
 from matrixsrv.errors import Forbidden, InvalidParam, NotFound
 from matrixsrv.identifiers import RoomAlias as RoomAliasID
+from matrixsrv.rawsql import columns, fetch_one, instance
 from rooms.models import Membership, Room, RoomAlias
 
 
@@ -23,11 +26,19 @@ class LockedRoom:
     room: Room
 
 
+@cache
+def _lock_room_sql() -> str:
+    _, cols = columns(Room)
+    lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_no_key_update else ""
+    return f"SELECT {cols} FROM {Room._meta.db_table} WHERE room_id = %s{lock}"
+
+
 def lock_room(room_id: str) -> LockedRoom:
-    room = Room.objects.select_for_update(no_key=True).filter(pk=room_id).first()
-    if room is None:
+    """SELECT … FOR NO KEY UPDATE (on SQLite the write transaction already holds the database lock)."""
+    row = fetch_one(_lock_room_sql(), [room_id])
+    if row is None:
         raise NotFound("Unknown room")
-    return LockedRoom(room)
+    return LockedRoom(instance(Room, row)[0])
 
 
 def get_room(room_id: str) -> Room:
