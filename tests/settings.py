@@ -15,6 +15,11 @@ from matrixsrv.settings import *  # noqa: E402,F403
 from matrixsrv.settings import DATABASES, MATRIX  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# The in-process channel layer and cache for the suite, even when CI exports REDIS_URL: tests that
+# exercise Redis start their own server processes with it (tests/live.py, marked "redis").
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 MATRIX["SERVER_NAME"] = "test.local"
 # Django's test client must see the test's own (uncommitted) transaction, which only the request
 # thread's connection can: /sync runs its queries there instead of in a pooled thread.
