@@ -74,6 +74,7 @@ def _database() -> dict:
     if db["ENGINE"] == "django.db.backends.postgresql":
         db.setdefault("OPTIONS", {})["pool"] = {"min_size": 2, "max_size": 20, "timeout": 30}
     elif db["ENGINE"] == "django.db.backends.sqlite3":
+        db["ENGINE"] = "matrixsrv.sqlite"  # write transactions queue on a lock (matrixsrv/sqlite/base.py)
         # One writer at a time: take the write lock when a transaction starts (BEGIN IMMEDIATE), so
         # concurrent writers queue instead of failing to upgrade a read lock; WAL lets readers go on.
         db.setdefault("OPTIONS", {}).update(

@@ -28,6 +28,6 @@ MATRIX["SYNC_DB_IN_REQUEST_THREAD"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Separate names let several test runs share one PostgreSQL server without colliding.
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("MATRIX_TEST_DB_NAME", "test_matrixsrv")}
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+elif DATABASES["default"]["ENGINE"] == "matrixsrv.sqlite":
     # pytest-django's SQLite test database lives in memory; the file options don't apply to it.
     DATABASES["default"]["TEST"] = {"NAME": None}

@@ -63,7 +63,8 @@ LAYERS: list[tuple[str, int]] = [
     # 1: models
     ("*/models.py", 1),
     ("*/migrations/*.py", 1),
-    ("matrixsrv/rawsql.py", 1),  # hand-written SELECTs for the hottest reads, turned into model instances
+    ("matrixsrv/rawsql.py", 1),
+    ("matrixsrv/sqlite/*.py", 1),  # the embedded mode's database backend  # hand-written SELECTs for the hottest reads, turned into model instances
     # 2: reads
     ("*/selectors.py", 2),
     ("events/stream.py", 2),  # current_stream_position() is read by sync.selectors
