@@ -5,9 +5,38 @@ response's ``next_batch`` is ``s<head>``, and the next sync continues exactly th
 skipped, repeated or reordered whatever happens concurrently (positions become visible in commit
 order, events/stream.py).
 
-The number of queries is constant in the number of rooms: one for the user's memberships (with
-their rooms), one windowed query for every room's timeline, one for state, one for the user's
-membership history (history visibility), one for summaries' heroes, one for invite/knock state.
+The number of queries is constant in the number of rooms (measured in tests/api/test_sync_api.py):
+
+1. the stream head;
+2. the user's memberships, with their rooms and membership events;
+3. the user's membership history in the rooms that have news (history visibility, "was the user
+   joined at ``since``?");
+4. every room's timeline, in one windowed query (``ROW_NUMBER() OVER (PARTITION BY room)``);
+5. heroes of the unnamed rooms whose summary is sent;
+6. the current state of the rooms that get their full state;
+7. state at the timeline's start and end (one windowed query): the state changes between ``since``
+   and the timeline of incremental rooms, and, for every state key that changes after the start of
+   a full-state room's timeline, its value at the start (the current state is the state at the
+   *end*; the spec's ``state`` is the state at the *start*) and at the end;
+8. stripped state of invites and knocks.
+
+A query whose input is empty is not made, so an empty incremental sync costs two queries (plus the
+access token's), and one with a few new events per room five.
+
+What a room gets (``_RoomPlan``), for a sync ``since`` S:
+
+* joined, initial sync, or joined after S (not joined at S): the last ``limit`` events the user may
+  see and the complete state at the start of that timeline;
+* joined at S (and ever since) with news: the events after S; the state changes between S and the
+  timeline's start (none unless the timeline is limited or filtered); with ``full_state=true``, the
+  complete state instead (and the room appears even without news);
+* a state change inside the timeline's span that the timeline does not show (filtered out, or
+  history the user may not see) is sent in ``state`` with its value at the end (``_load_state``);
+* left (leave, kick, ban) after S: the timeline up to the leave, and the state delta (or the full
+  state, when the user joined after S); a user who never was joined in between (a rejected invite,
+  a withdrawn knock) gets only what they may see of the timeline (their own leave) and no state;
+  in an initial sync, left rooms only with the filter's ``include_leave``, with full state at the
+  start of the timeline up to the leave.
 """
 
 from __future__ import annotations
@@ -15,12 +44,12 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import reduce
 from operator import or_
 from typing import Any
 
-from django.db.models import F, Q, Window
+from django.db.models import BigIntegerField, Case, F, Q, Value, When, Window
 from django.db.models.functions import RowNumber
 
 from accounts.models import User
@@ -48,6 +77,11 @@ STRIPPED_STATE_TYPES = (
     EventTypes.ENCRYPTION,
     EventTypes.TOPIC,
 )
+MAX_FILTER_ID_LENGTH = 18
+
+# State modes of a planned room.
+FULL, DELTA, NO_STATE = "full", "delta", "none"
+StateKey = tuple[str, str]
 
 
 # -- filters ---------------------------------------------------------------------------------------
@@ -66,9 +100,15 @@ def load_filter(user: User, raw: str | None) -> Filter:
 
 
 def find_filter_definition(user: User, filter_id: str) -> dict[str, Any] | None:
-    if not filter_id.isdigit() or len(filter_id) > 18:
+    """The user's stored filter ``filter_id`` (the row's pk in canonical decimal: "7", not "07" or
+    "٧"), or None."""
+    if not (filter_id.isascii() and filter_id.isdigit()) or len(filter_id) > MAX_FILTER_ID_LENGTH:
         return None
-    return StoredFilter.objects.filter(pk=int(filter_id), user=user).values_list("definition", flat=True).first()
+    if str(int(filter_id)) != filter_id:
+        return None
+    return (
+        StoredFilter.objects.filter(pk=int(filter_id), user=user).values_list("definition", flat=True).first()
+    )
 
 
 # -- the response ----------------------------------------------------------------------------------
@@ -83,17 +123,36 @@ class SyncResult:
 
 @dataclass
 class _RoomPlan:
-    """What one room contributes: which events to read for its timeline and whether it needs its
-    full state (initial sync, newly joined, full_state) or the state delta since ``since``."""
+    """What one room contributes: which events to read for its timeline and which state."""
 
     room: Room
     membership: Membership
     section: str  # "join" | "leave"
     lower: int | None  # timeline events strictly after this position (None: from the start)
     upper: int  # ... and at or before this one
-    full_state: bool
+    state_mode: str  # FULL: all state at the timeline's start; DELTA: changes after ``lower``; NO_STATE
+    visibility: RoomVisibility
     timeline: list[Event] = field(default_factory=list)
     limited: bool = False
+    # The timeline holds every event of its window (not limited, nothing filtered or hidden), so no
+    # state change can lie between ``lower`` and the timeline.
+    complete: bool = False
+    heroes: list[str] | None = None
+    state: list[Event] = field(default_factory=list)
+
+    @property
+    def room_id(self) -> str:
+        return self.room.room_id
+
+    @property
+    def state_upper(self) -> int:
+        """The state sent is the state at this position: just before the timeline's first event (or
+        the window's end without one)."""
+        return self.timeline[0].stream_pos - 1 if self.timeline else self.upper
+
+    @property
+    def senders(self) -> set[str]:
+        return {e.sender for e in self.timeline}
 
 
 def build_sync_response(
@@ -110,40 +169,22 @@ def build_sync_response(
     now_ms = int(time.time() * 1000)
     room_filter = sync_filter.room
     timeline_filter = room_filter.timeline
+    state_filter = room_filter.state
     limit = timeline_filter.limit_or(DEFAULT_TIMELINE_LIMIT, cap=MAX_TIMELINE_LIMIT)
+    lazy = state_filter.lazy_load_members or timeline_filter.lazy_load_members
 
     memberships = [
         m
         for m in Membership.objects.filter(user=user).select_related("room", "event")
         if room_filter.matches_room(m.room_id)
     ]
-    plans: list[_RoomPlan] = []
-    invites: list[Membership] = []
-    knocks: list[Membership] = []
-    for m in memberships:
-        changed = since is None or m.stream_pos > since
-        if m.membership == M.JOIN:
-            prev = m.event.prev_content.get("membership") if isinstance(m.event.prev_content, dict) else None
-            newly_joined = since is not None and m.stream_pos > since and prev != M.JOIN
-            if since is None or full_state or newly_joined:
-                plans.append(_RoomPlan(m.room, m, "join", None, head, True))
-            elif m.room.last_stream_pos > since:
-                plans.append(_RoomPlan(m.room, m, "join", since, head, False))
-        elif m.membership == M.INVITE and changed:
-            invites.append(m)
-        elif m.membership == M.KNOCK and changed:
-            knocks.append(m)
-        elif m.membership in (M.LEAVE, M.BAN) and not m.forgotten:
-            if since is None:
-                if room_filter.include_leave or full_state:
-                    plans.append(_RoomPlan(m.room, m, "leave", None, m.stream_pos, True))
-            elif m.stream_pos > since:
-                plans.append(_RoomPlan(m.room, m, "leave", since, m.stream_pos, False))
+    plans = _plan_rooms(memberships, user, since, head, full_state, room_filter.include_leave)
+    invites = [m for m in memberships if m.membership == M.INVITE and (since is None or m.stream_pos > since)]
+    knocks = [m for m in memberships if m.membership == M.KNOCK and (since is None or m.stream_pos > since)]
 
-    _load_timelines(plans, user, timeline_filter, limit)
-    state_by_room = _load_state(plans, user, room_filter.state, lazy=timeline_filter.lazy_load_members
-                                or room_filter.state.lazy_load_members)
-    heroes = _load_heroes([p for p in plans if p.section == "join" and p.full_state], user)
+    _load_timelines(plans, timeline_filter, limit)
+    _load_heroes([p for p in plans if _sends_heroes(p)], user)
+    _load_state(plans, user, state_filter, lazy=lazy)
 
     def fmt(event: Event) -> dict[str, Any]:
         out = format_client_event(event, device_pk=device_pk, now_ms=now_ms, include_room_id=False)
@@ -151,22 +192,22 @@ def build_sync_response(
 
     rooms: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
     for plan in plans:
-        timeline_events = [fmt(e) for e in plan.timeline]
-        state_events = [fmt(e) for e in state_by_room.get(plan.room.room_id, [])]
-        if plan.section == "join" and not plan.full_state and not timeline_events and not state_events:
+        if plan.section == "join" and plan.state_mode != FULL and not plan.timeline and not plan.state:
             continue  # activity the user may not see or the filter drops
-        prev_batch = f"s{(plan.timeline[0].stream_pos - 1) if plan.timeline else plan.upper}"
         entry: dict[str, Any] = {
-            "timeline": {"events": timeline_events, "limited": plan.limited, "prev_batch": prev_batch},
-            "state": {"events": state_events},
+            "timeline": {
+                "events": [fmt(e) for e in plan.timeline],
+                "limited": plan.limited,
+                "prev_batch": f"s{plan.state_upper}",
+            },
+            "state": {"events": [fmt(e) for e in plan.state]},
             "account_data": {"events": []},
         }
         if plan.section == "join":
             entry["ephemeral"] = {"events": []}
             entry["unread_notifications"] = {}
-            if plan.full_state or any(e.type == EventTypes.MEMBER for e in plan.timeline):
-                entry["summary"] = _summary(plan.room, heroes.get(plan.room.room_id))
-        rooms[plan.section][plan.room.room_id] = entry
+            entry["summary"] = _summary(plan)
+        rooms[plan.section][plan.room_id] = entry
     if invites or knocks:
         stripped = _stripped_state([m.room_id for m in invites + knocks])
         for m in invites:
@@ -191,36 +232,107 @@ def build_sync_response(
     return SyncResult(body=body, next_pos=head, is_empty=is_empty)
 
 
+def _plan_rooms(
+    memberships: list[Membership],
+    user: User,
+    since: int | None,
+    head: int,
+    full_state: bool,
+    include_leave: bool,
+) -> list[_RoomPlan]:
+    """Which rooms appear under ``join`` and ``leave``, and what each of them gets (module docstring)."""
+
+    def has_news(m: Membership) -> bool:
+        if m.membership == M.JOIN:
+            return since is None or full_state or m.stream_pos > since or m.room.last_stream_pos > since
+        if m.membership in (M.LEAVE, M.BAN) and not m.forgotten:
+            return (since is None and include_leave) or (since is not None and m.stream_pos > since)
+        return False
+
+    candidates = [m for m in memberships if has_news(m)]
+    if not candidates:
+        return []
+    visibilities = load_room_visibilities(user.mxid, [m.room_id for m in candidates])
+    plans: list[_RoomPlan] = []
+    for m in candidates:
+        seen = visibilities[m.room_id]
+        # Joined at ``since`` and never anything else after it (a leave and rejoin in between counts
+        # as joining anew: the client's copy of the room is stale in ways a delta can't describe).
+        joined_at_since = (
+            since is not None
+            and seen.membership_at(since) == M.JOIN
+            and all(
+                ms == M.JOIN
+                for p, ms in zip(seen.positions, seen.memberships)
+                if p > since and p < m.stream_pos
+            )
+        )
+        if m.membership == M.JOIN:
+            if since is None or not joined_at_since:  # initial sync, or joined since: everything
+                plans.append(_RoomPlan(m.room, m, "join", None, head, FULL, seen))
+            else:
+                plans.append(_RoomPlan(m.room, m, "join", since, head, FULL if full_state else DELTA, seen))
+            continue
+        upper = m.stream_pos  # nothing after the leave
+        if since is None:
+            plans.append(_RoomPlan(m.room, m, "leave", None, upper, FULL, seen))
+        elif joined_at_since:
+            plans.append(_RoomPlan(m.room, m, "leave", since, upper, FULL if full_state else DELTA, seen))
+        elif any(since < p <= upper and ms == M.JOIN for p, ms in zip(seen.positions, seen.memberships)):
+            plans.append(_RoomPlan(m.room, m, "leave", None, upper, FULL, seen))  # joined and left since
+        else:
+            plans.append(_RoomPlan(m.room, m, "leave", since, upper, NO_STATE, seen))  # never in the room
+    return plans
+
+
 # -- timelines -------------------------------------------------------------------------------------
 
 
-def _load_timelines(plans: list[_RoomPlan], user: User, timeline_filter: RoomEventFilter, limit: int) -> None:
+def _bounded(rooms: list[tuple[str, int | None, int]]) -> Q:
+    """Rows of these rooms with ``lower < stream_pos <= upper`` per room, as a WHERE clause whose size
+    does not grow with the number of rooms that share a ``lower`` (a long OR chain would exceed
+    SQLite's expression depth): rooms are grouped by ``lower``, and differing ``upper`` bounds are a
+    CASE on the room."""
+    by_lower: dict[int | None, dict[str, int]] = defaultdict(dict)
+    for room_id, lower, upper in rooms:
+        by_lower[lower][room_id] = upper
+    parts: list[Q] = []
+    for lower, uppers in by_lower.items():
+        clause = Q(room_id__in=sorted(uppers))
+        if lower is not None:
+            clause &= Q(stream_pos__gt=lower)
+        if len(set(uppers.values())) == 1:
+            clause &= Q(stream_pos__lte=next(iter(uppers.values())))
+        else:
+            clause &= Q(
+                stream_pos__lte=Case(
+                    *(When(room_id=room_id, then=Value(upper)) for room_id, upper in sorted(uppers.items())),
+                    output_field=BigIntegerField(),
+                )
+            )
+        parts.append(clause)
+    return reduce(or_, parts)
+
+
+def _load_timelines(plans: list[_RoomPlan], timeline_filter: RoomEventFilter, limit: int) -> None:
     """Every planned room's newest ``limit`` visible events in its window, in one windowed query.
 
     One more row than asked is read per room to know whether the timeline is ``limited``. Rows the
     user may not see (history visibility) are dropped afterwards; they count against the window, so
     a room with hidden history may show fewer events, with ``limited`` set and a ``prev_batch``
-    that pages on through /messages.
+    that pages on through /messages (which skips the hidden events).
     """
-    if not plans or limit == 0:
-        for plan in plans:
-            plan.limited = limit == 0 and plan.room.last_stream_pos > (plan.lower or 0)
-        return
-    bounds: dict[tuple[int | None, int], list[str]] = defaultdict(list)
-    for plan in plans:
-        bounds[(plan.lower, plan.upper)].append(plan.room.room_id)
-    where = reduce(
-        or_,
-        (
-            Q(room_id__in=room_ids, stream_pos__lte=upper) & (Q(stream_pos__gt=lower) if lower is not None else Q())
-            for (lower, upper), room_ids in bounds.items()
-        ),
-    )
     filter_q = event_filter_q(timeline_filter)
-    if filter_q is None:
+    wanted = [p for p in plans if timeline_filter.matches_room(p.room_id)]
+    if limit == 0 or filter_q is None:
+        for plan in wanted:  # events happened in the window, none are shown
+            plan.limited = limit == 0 and min(plan.upper, plan.room.last_stream_pos) > (plan.lower or 0)
         return
+    if not wanted:
+        return
+    unfiltered = timeline_filter.is_unrestricted
     rows = (
-        Event.objects.filter(where & filter_q)
+        Event.objects.filter(_bounded([(p.room_id, p.lower, p.upper) for p in wanted]) & filter_q)
         .annotate(rn=Window(RowNumber(), partition_by=[F("room_id")], order_by=F("stream_pos").desc()))
         .filter(rn__lte=limit + 1)
         .order_by("stream_pos")
@@ -228,120 +340,231 @@ def _load_timelines(plans: list[_RoomPlan], user: User, timeline_filter: RoomEve
     by_room: dict[str, list[Event]] = defaultdict(list)
     for event in rows:
         by_room[event.room_id].append(event)
-    visibility = load_room_visibilities(user.mxid, [p.room.room_id for p in plans])
-    for plan in plans:
-        events = by_room.get(plan.room.room_id, [])
+    for plan in wanted:
+        events = by_room.get(plan.room_id, [])
         if len(events) > limit:
             plan.limited = True
             events = events[-limit:]
-        seen: RoomVisibility = visibility[plan.room.room_id]
-        plan.timeline = [
-            e for e in events
-            if seen.can_see(e) and timeline_filter.allows(
-                event_type=e.type, sender=e.sender, room_id=e.room_id,
-                content=e.content if isinstance(e.content, dict) else None,
-            )
-        ]
+        plan.timeline = [e for e in events if plan.visibility.can_see(e) and _allows(timeline_filter, e)]
+        plan.complete = unfiltered and not plan.limited and len(plan.timeline) == len(events)
+
+
+def _allows(event_filter: RoomEventFilter, event: Event) -> bool:
+    return event_filter.allows(
+        event_type=event.type,
+        sender=event.sender,
+        room_id=event.room_id,
+        content=event.content if isinstance(event.content, dict) else None,
+    )
 
 
 # -- state -----------------------------------------------------------------------------------------
 
 
-def _load_state(plans: list[_RoomPlan], user: User, state_filter: RoomEventFilter, *, lazy: bool) -> dict[str, list[Event]]:
-    """State the client lacks before each timeline: all current state for full-state rooms, the
-    state changes between ``since`` and the timeline for limited incremental ones. With lazy-loaded
-    members, only the member events of the timeline's senders (and the user's own)."""
-    full = [p for p in plans if p.full_state]
-    delta = [p for p in plans if not p.full_state and p.limited]
-    result: dict[str, list[Event]] = defaultdict(list)
-    senders: dict[str, set[str]] = {p.room.room_id: {e.sender for e in p.timeline} | {user.mxid} for p in plans}
-    all_senders = set().union(*senders.values()) if senders else set()
-    in_timeline = {e.pk for p in plans for e in p.timeline}
-    filter_q = event_filter_q(state_filter)
-    if filter_q is None:
-        return result
+def _load_state(plans: list[_RoomPlan], user: User, state_filter: RoomEventFilter, *, lazy: bool) -> None:
+    """Each room's ``state``: what the client needs, with the timeline, to know the room's state.
 
-    def wanted(event: Event) -> bool:
-        if event.pk in in_timeline:
-            return False
-        if lazy and event.type == EventTypes.MEMBER and event.state_key not in senders[event.room_id]:
-            return False
-        return state_filter.allows(event_type=event.type, sender=event.sender, room_id=event.room_id,
-                                   content=event.content if isinstance(event.content, dict) else None)
+    The spec's ``state`` is the state at the *start* of the timeline (FULL), or its changes since
+    ``since`` (DELTA), minus what the timeline holds. But a timeline may leave out state changes that
+    happen within it (a ``types`` filter, history the user may not see): for such a key the value at
+    the *end* of the timeline is sent instead, so the client's state is right once it has applied the
+    timeline (Synapse does the same: its ``state`` is start ∪ end, minus the timeline).
 
-    member_q = Q(type=EventTypes.MEMBER, state_key__in=sorted(all_senders)) | ~Q(type=EventTypes.MEMBER)
-    current_joined = [p.room.room_id for p in full if p.section == "join"]
-    if current_joined:
-        ids = CurrentState.objects.filter(room_id__in=current_joined).values("event_id")
-        rows = Event.objects.filter(pk__in=ids).filter(filter_q)
+    FULL: the current state (one query); keys whose current event lies after the timeline's start are
+    looked up at the start and at the end of the window (query 7). DELTA (unless the timeline holds
+    every event since ``since``): the newest event per key before the timeline and within it, after
+    ``since`` (query 7).
+
+    Lazy-loading members: FULL rooms get only the member events of the timeline's senders, of the
+    heroes and of the user; DELTA rooms get every membership change of the gap (the spec: "MUST return
+    membership events for events in the gap") plus the senders' and heroes' member events (sent
+    again: which ones a client already has is not tracked, as with ``include_redundant_members``).
+    """
+    plans = [p for p in plans if p.state_mode != NO_STATE and state_filter.matches_room(p.room_id)]
+    # The type conditions go into SQL; sender and url conditions are per event and are checked in
+    # Python after the state at the point is known (filtering first would resurrect older values).
+    type_q = event_filter_q(replace(state_filter, senders=None, not_senders=(), contains_url=None))
+    if not plans or type_q is None or (state_filter.senders is not None and not state_filter.senders):
+        return
+    members_of: dict[str, set[str]] = {}
+    if lazy:
+        for p in plans:
+            members_of[p.room_id] = (
+                p.senders | set(p.heroes or ()) | ({user.mxid} if p.state_mode == FULL else set())
+            )
+    all_members = sorted(set().union(*members_of.values())) if lazy else []
+
+    def key_wanted(plan: _RoomPlan, event_type: str, state_key: str) -> bool:
+        return not lazy or event_type != EventTypes.MEMBER or state_key in members_of[plan.room_id]
+
+    current: dict[str, dict[StateKey, Event]] = defaultdict(dict)  # FULL: unchanged since the start
+    lookups: dict[str, set[StateKey]] = defaultdict(set)  # keys wanted at the start and at the end
+    full = {p.room_id: p for p in plans if p.state_mode == FULL}
+    if full:
+        rows = Event.objects.filter(
+            pk__in=CurrentState.objects.filter(room_id__in=sorted(full)).values("event_id")
+        ).filter(type_q)
         if lazy:
-            rows = rows.filter(member_q)
-        for event in rows.order_by("stream_pos"):
-            if wanted(event):
-                result[event.room_id].append(event)
-    # Rooms left (include_leave) and limited incremental rooms: state events inside a window,
-    # newest per (type, state_key), read in one query.
-    windows = [(p.room.room_id, None if p.full_state else p.lower, p.upper if p.full_state else _first_pos(p))
-               for p in full if p.section == "leave"] + [(p.room.room_id, p.lower, _first_pos(p)) for p in delta]
-    if windows:
-        where = reduce(or_, (
-            Q(room_id=room_id, stream_pos__lte=upper) & (Q(stream_pos__gt=lower) if lower is not None else Q())
-            for room_id, lower, upper in windows
-        ))
-        rows = Event.objects.filter(where, state_key__isnull=False).filter(filter_q)
-        if lazy:
-            rows = rows.filter(member_q)
-        latest: dict[tuple[str, str, str], Event] = {}
-        for event in rows.order_by("stream_pos"):
-            latest[(event.room_id, event.type, event.state_key or "")] = event
-        for event in sorted(latest.values(), key=lambda e: e.stream_pos):
-            if wanted(event):
-                result[event.room_id].append(event)
-    return result
+            rows = rows.filter(~Q(type=EventTypes.MEMBER) | Q(state_key__in=all_members))
+        for event in rows:
+            plan = full[event.room_id]
+            key = (event.type, event.state_key or "")
+            if not key_wanted(plan, *key):
+                continue
+            if event.stream_pos <= plan.state_upper:
+                current[plan.room_id][key] = event
+            else:
+                lookups[plan.room_id].add(key)  # changed in (or after) the timeline
+    delta = [p for p in plans if p.state_mode == DELTA]
+    if lazy:
+        for plan in delta:
+            lookups[plan.room_id] |= {(EventTypes.MEMBER, mxid) for mxid in members_of[plan.room_id]}
+    lookups = {room_id: keys for room_id, keys in lookups.items() if keys}
+    gaps = [p for p in delta if not p.complete and p.lower is not None]
+    starts, ends = _state_at_start_and_end(plans, gaps, lookups, type_q)
+
+    for plan in plans:
+        in_timeline = {e.pk for e in plan.timeline}
+        room_starts, room_ends = starts.get(plan.room_id, {}), ends.get(plan.room_id, {})
+        asked = lookups.get(plan.room_id, set())
+        chosen: dict[StateKey, Event] = dict(current.get(plan.room_id, {}))
+        lower = plan.lower if plan.state_mode == DELTA and plan.lower is not None else -1
+        # FULL: the keys looked up; DELTA: changes after ``since``, and what lazy-loading asks for.
+        keys = asked if plan.state_mode == FULL else asked | set(room_ends) | set(room_starts)
+        for key in keys:
+            start, end = room_starts.get(key), room_ends.get(key)
+            if end is not None and end.pk not in in_timeline:
+                chosen[key] = end  # changed within the timeline, but the timeline doesn't show it
+            elif start is not None and (start.stream_pos > lower or key in asked):
+                chosen[key] = start
+        plan.state = sorted(
+            (e for e in chosen.values() if e.pk not in in_timeline and _allows(state_filter, e)),
+            key=lambda e: e.stream_pos,
+        )
 
 
-def _first_pos(plan: _RoomPlan) -> int:
-    """State up to just before the timeline's first event (or the window's end without one)."""
-    return plan.timeline[0].stream_pos - 1 if plan.timeline else plan.upper
+def _state_at_start_and_end(
+    plans: list[_RoomPlan], gaps: list[_RoomPlan], lookups: dict[str, set[StateKey]], type_q: Q
+) -> tuple[dict[str, dict[StateKey, Event]], dict[str, dict[StateKey, Event]]]:
+    """Query 7: per room and state key, the newest event at or before the timeline's start
+    (``state_upper``) and the newest one after it, up to the window's end (``upper``).
+
+    Rows come from the gap of each DELTA room (every key changed after ``lower``) and from the keys
+    in ``lookups`` (a superset: every type with every state key in every room of ``lookups``, since
+    per-room ORs would outgrow SQLite's expression depth; callers pick the keys they asked for). One
+    windowed query, partitioned by (room, type, state_key, before-or-after the start).
+    """
+    starts: dict[str, dict[StateKey, Event]] = defaultdict(dict)
+    ends: dict[str, dict[StateKey, Event]] = defaultdict(dict)
+    if not lookups and not gaps:
+        return starts, ends
+    by_room = {p.room_id: p for p in plans}
+    where: list[Q] = []
+    if gaps:
+        where.append(_bounded([(p.room_id, p.lower, p.upper) for p in gaps]))
+    if lookups:
+        where.append(
+            Q(
+                room_id__in=sorted(lookups),
+                type__in=sorted({t for keys in lookups.values() for t, _ in keys}),
+                state_key__in=sorted({k for keys in lookups.values() for _, k in keys}),
+            )
+            & _bounded([(room_id, None, by_room[room_id].upper) for room_id in lookups])
+        )
+    rooms = sorted({p.room_id for p in gaps} | set(lookups))
+    start_pos = Case(
+        *(When(room_id=room_id, then=Value(by_room[room_id].state_upper)) for room_id in rooms),
+        output_field=BigIntegerField(),
+    )
+    after_start = Case(When(stream_pos__gt=start_pos, then=Value(1)), default=Value(0))
+    rows = (
+        Event.objects.filter(reduce(or_, where), state_key__isnull=False)
+        .filter(type_q)
+        .annotate(
+            rn=Window(
+                RowNumber(),
+                partition_by=[F("room_id"), F("type"), F("state_key"), after_start],
+                order_by=F("stream_pos").desc(),
+            )
+        )
+        .filter(rn=1)
+    )
+    for event in rows:
+        plan = by_room[event.room_id]
+        key = (event.type, event.state_key or "")
+        if event.stream_pos > plan.upper:
+            continue
+        (starts if event.stream_pos <= plan.state_upper else ends)[plan.room_id][key] = event
+    return starts, ends
 
 
 # -- summaries, invites ------------------------------------------------------------------------------
 
 
-def _load_heroes(plans: Iterable[_RoomPlan], user: User) -> dict[str, list[str]]:
-    """Up to five other members per room (joined or invited first), for rooms without a name."""
-    rooms = [p.room.room_id for p in plans if not p.room.name and not p.room.canonical_alias]
-    if not rooms:
-        return {}
+def _sends_heroes(plan: _RoomPlan) -> bool:
+    """``m.heroes`` goes with unnamed joined rooms when the client may not know them yet: full state,
+    or a membership change in the timeline or (limited) in the gap. (Spec: "If there are no changes
+    since the last sync, this field may be omitted.")"""
+    if plan.section != "join" or plan.room.name or plan.room.canonical_alias:
+        return False
+    return plan.state_mode == FULL or plan.limited or any(e.type == EventTypes.MEMBER for e in plan.timeline)
+
+
+def _load_heroes(plans: list[_RoomPlan], user: User) -> None:
+    """Up to five other members per room: the first joined or invited ones by stream order; when
+    there are none, the first who left or were banned (the spec's ``m.heroes``). One query."""
+    if not plans:
+        return
+    active = Q(membership__in=[M.JOIN, M.INVITE])
     rows = (
-        Membership.objects.filter(room_id__in=rooms, membership__in=[M.JOIN, M.INVITE])
+        Membership.objects.filter(
+            room_id__in=[p.room_id for p in plans], membership__in=[M.JOIN, M.INVITE, M.LEAVE, M.BAN]
+        )
         .exclude(mxid=user.mxid)
-        .annotate(rn=Window(RowNumber(), partition_by=[F("room_id")], order_by=F("stream_pos").asc()))
+        .annotate(
+            active=Case(When(active, then=Value(0)), default=Value(1)),
+            rn=Window(
+                RowNumber(),
+                partition_by=[F("room_id")],
+                order_by=[Case(When(active, then=Value(0)), default=Value(1)).asc(), F("stream_pos").asc()],
+            ),
+        )
         .filter(rn__lte=MAX_HEROES)
-        .values_list("room_id", "mxid")
+        .order_by("room_id", "rn")
+        .values_list("room_id", "mxid", "active")
     )
-    heroes: dict[str, list[str]] = defaultdict(list)
-    for room_id, mxid in rows:
-        heroes[room_id].append(mxid)
-    return heroes
+    found: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for room_id, mxid, rank in rows:
+        found[room_id].append((mxid, rank))
+    for plan in plans:
+        members = found.get(plan.room_id, [])
+        best = min((rank for _, rank in members), default=0)
+        plan.heroes = [mxid for mxid, rank in members if rank == best]
 
 
-def _summary(room: Room, heroes: list[str] | None) -> dict[str, Any]:
+def _summary(plan: _RoomPlan) -> dict[str, Any]:
     summary: dict[str, Any] = {
-        "m.joined_member_count": room.joined_count,
-        "m.invited_member_count": room.invited_count,
+        "m.joined_member_count": plan.room.joined_count,
+        "m.invited_member_count": plan.room.invited_count,
     }
-    if heroes is not None:
-        summary["m.heroes"] = heroes
+    if plan.heroes is not None:
+        summary["m.heroes"] = plan.heroes
     return summary
 
 
 def _strip(event: Event) -> dict[str, Any]:
-    return {"type": event.type, "state_key": event.state_key or "", "sender": event.sender, "content": event.content}
+    return {
+        "type": event.type,
+        "state_key": event.state_key or "",
+        "sender": event.sender,
+        "content": event.content,
+    }
 
 
-def _stripped_state(room_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    ids = CurrentState.objects.filter(room_id__in=room_ids, type__in=STRIPPED_STATE_TYPES).values("event_id")
+def _stripped_state(room_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    ids = CurrentState.objects.filter(room_id__in=list(room_ids), type__in=STRIPPED_STATE_TYPES).values(
+        "event_id"
+    )
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for event in Event.objects.filter(pk__in=ids).order_by("stream_pos"):
         out[event.room_id].append(_strip(event))

@@ -6,9 +6,12 @@ The letter prefix leaves room for a second component later without breaking old 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from matrixsrv.errors import InvalidParam
+
+_TOKEN = re.compile(r"s[0-9]{1,19}")  # a BIGINT has at most 19 digits
 
 
 @dataclass(frozen=True, order=True)
@@ -16,14 +19,16 @@ class StreamToken:
     pos: int
 
     @classmethod
-    def parse(cls, raw: str) -> "StreamToken":
-        if not isinstance(raw, str) or len(raw) < 2 or raw[0] != "s" or not raw[1:].isdigit() or len(raw) > 20:
-            raise InvalidParam(f"Invalid stream token {raw!r}")
+    def parse(cls, raw: str) -> StreamToken:
+        # ASCII digits only: str.isdigit() also accepts "²" (which int() rejects) and "١٢" (which it reads).
+        if not isinstance(raw, str) or _TOKEN.fullmatch(raw) is None:
+            shown = repr(raw[:40]) if isinstance(raw, str) else type(raw).__name__
+            raise InvalidParam(f"Invalid stream token {shown}")
         return cls(int(raw[1:]))
 
     def __str__(self) -> str:
         return f"s{self.pos}"
 
-    def clamp(self, head: int) -> "StreamToken":
+    def clamp(self, head: int) -> StreamToken:
         """A position from the future (e.g. another server's token, a restored database) becomes head."""
         return self if self.pos <= head else StreamToken(head)

@@ -72,10 +72,14 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
 
     Subscribes to wake-ups *before* reading, then waits (capped by MATRIX_SYNC_TIMEOUT_CAP_MS) only
     if there is nothing new; every answer is read from the database up to the committed stream head.
+    The initial sync and ``full_state=true`` return at once (the spec: "the timeout parameter will be
+    ignored").
     """
     if request.method not in ("GET", "HEAD"):
         return matrix_error_response(UnsupportedMethod())
     try:
+        token = await run_db(authenticate_request, request)  # 401 before any parameter is looked at
+        assert token is not None
         params = request.GET
         raw_since = params.get("since")
         since = StreamToken.parse(raw_since).pos if raw_since else None
@@ -84,22 +88,23 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
         set_presence = params.get("set_presence")
         if set_presence is not None and set_presence not in PRESENCE_STATES:
             raise InvalidParam("'set_presence' must be online, offline or unavailable")
-        token = await run_db(authenticate_request, request)
-        assert token is not None
         user, device_pk = token.user, token.device_id
         sync_filter = await run_db(load_filter, user, params.get("filter"))
-        async with get_notifier().listen(user.pk) as waiter:
+        if since is None or full_state or timeout_s <= 0:
             result = await run_db(build_sync_response, user=user, device_pk=device_pk, since=since,
                                   sync_filter=sync_filter, full_state=full_state)
-            if since is not None and not full_state and timeout_s > 0:
-                deadline = time.monotonic() + timeout_s
-                while result.is_empty:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or not await waiter.wait(after_pos=result.next_pos, timeout_s=remaining):
-                        break
-                    # Woken: read again from where the empty answer ended (nothing relevant before it).
-                    result = await run_db(build_sync_response, user=user, device_pk=device_pk,
-                                          since=result.next_pos, sync_filter=sync_filter)
+            return JsonResponse(result.body)
+        deadline = time.monotonic() + timeout_s
+        async with get_notifier().listen(user.pk) as waiter:  # subscribed before the first read
+            result = await run_db(build_sync_response, user=user, device_pk=device_pk, since=since,
+                                  sync_filter=sync_filter)
+            while result.is_empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not await waiter.wait(after_pos=result.next_pos, timeout_s=remaining):
+                    break
+                # Woken: read again from where the empty answer ended (nothing relevant before it).
+                result = await run_db(build_sync_response, user=user, device_pk=device_pk,
+                                      since=result.next_pos, sync_filter=sync_filter)
         return JsonResponse(result.body)
     except MatrixError as err:
         return matrix_error_response(err)

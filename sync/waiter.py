@@ -11,6 +11,7 @@ never cached data: the database stays the source of truth.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -26,12 +27,13 @@ logger = logging.getLogger("sync.waiter")
 
 # channels_redis forgets group members after group_expiry (300 s in settings): re-join well before.
 REJOIN_INTERVAL_S = 60.0
+RETRY_INTERVAL_S = 1.0
 
 
 class Waiter:
     """One waiting /sync request: woken when a position newer than the one it read arrives."""
 
-    __slots__ = ("pos", "_event", "_forced")
+    __slots__ = ("_event", "_forced", "pos")
 
     def __init__(self) -> None:
         self.pos = 0
@@ -49,9 +51,17 @@ class Waiter:
             self._event.set()
 
     async def wait(self, *, after_pos: int, timeout_s: float) -> bool:
-        """True once a wake-up for a position beyond ``after_pos`` arrived; False on timeout."""
+        """True once a wake-up for a position beyond ``after_pos`` arrived (or the subscription broke:
+        re-read to be safe); False on timeout. A forced wake-up is consumed by the wait it ends, so
+        the next wait waits again instead of returning at once (a re-read loop hammering the
+        database until the timeout while the channel layer is down)."""
         deadline = time.monotonic() + timeout_s
-        while self.pos <= after_pos and not self._forced:
+        while True:
+            if self._forced:
+                self._forced = False
+                return True
+            if self.pos > after_pos:
+                return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
@@ -59,8 +69,7 @@ class Waiter:
             try:
                 await asyncio.wait_for(self._event.wait(), remaining)
             except TimeoutError:
-                return self.pos > after_pos or self._forced
-        return True
+                pass
 
 
 class Notifier:
@@ -71,12 +80,16 @@ class Notifier:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.received = 0
+        self.channel: str | None = None  # the channel subscribed to the wake-up group (for tests)
+        self._disabled = False  # no channel layer at all
 
     @property
     def waiting(self) -> int:
         return sum(len(w) for w in self._waiters.values())
 
     async def start(self) -> None:
+        if self._disabled:
+            return
         if self._task is None or self._task.done():
             self._ready.clear()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="matrixsrv-sync-notifier")
@@ -84,11 +97,22 @@ class Notifier:
 
     async def _run(self) -> None:
         layer = get_channel_layer()
+        if layer is None:  # no channel layer configured: waits just run to their timeout
+            logger.warning("no channel layer: /sync long-polls are not woken early")
+            self._disabled = True
+            self._ready.set()
+            return
+        recovering = False
         while True:
+            channel: str | None = None
             try:
                 channel = await layer.new_channel("sync.")
                 await layer.group_add(WAKEUP_GROUP, channel)
+                self.channel = channel
                 self._ready.set()
+                if recovering:  # wake-ups sent while unsubscribed are lost: everyone re-reads
+                    self._wake_all()
+                    recovering = False
                 joined_at = time.monotonic()
                 while True:
                     try:
@@ -101,17 +125,31 @@ class Notifier:
                     if message is not None:
                         self._dispatch(message)
             except asyncio.CancelledError:
+                # The loop is shutting down: leave the group, so senders stop queueing for a channel
+                # nobody reads (the in-memory layer keeps such queues; Redis keeps them until expiry).
+                if channel is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(layer.group_discard(WAKEUP_GROUP, channel), 2.0)
                 raise
             except Exception:  # Redis went away, etc.: wake everyone (they re-read), then resubscribe
                 logger.exception("sync notifier lost its channel layer subscription; retrying")
+                recovering = True
                 self._wake_all()
                 self._ready.set()
-                await asyncio.sleep(1.0)
+                if channel is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(layer.group_discard(WAKEUP_GROUP, channel), 2.0)
+                await asyncio.sleep(RETRY_INTERVAL_S)
 
     def _dispatch(self, message: dict) -> None:
         self.received += 1
-        pos = int(message.get("pos", 0))
-        for user_pk in message.get("users", ()):
+        try:
+            pos = int(message["pos"])
+            users = list(message["users"])
+        except (KeyError, TypeError, ValueError):
+            logger.warning("ignoring a malformed wake-up message: %r", message)
+            return
+        for user_pk in users:
             for waiter in self._waiters.get(user_pk, ()):
                 waiter.advance(pos)
 
