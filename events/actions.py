@@ -24,7 +24,7 @@ from events.auth_rules import auth_event_keys, auth_types_for_event, check_event
 from events.hashing import canonical_json, content_hash, room_id_for_create_event
 from events.hashing import event_id as event_id_for
 from events.models import CurrentState, Event
-from events.notify import notify_users_on_commit
+from events.notify import notify_on_commit
 from events.pdu import CREATE_KEY, EventDraft, EventTypes, Membership as MembershipValues
 from events.power_levels import room_creators
 from events.redaction import redact_content
@@ -34,7 +34,7 @@ from events.formatting import format_client_event
 from events.stream import next_stream_position
 from matrixsrv.errors import BadJson, Forbidden, InvalidParam, NotFound, TooLarge
 from rooms.models import Membership, Room
-from rooms.selectors import LockedRoom, joined_member_pks, lock_room
+from rooms.selectors import LockedRoom, lock_room
 
 MAX_EVENT_BYTES = 65536  # spec: events are at most 64 KiB in canonical JSON
 
@@ -154,8 +154,7 @@ def _persist(room: Room, version: RoomVersion, pdu: dict[str, Any], draft: Event
             if target_pk is not None:
                 recipients.add(target_pk)
     room.save(update_fields=sorted(set(room_fields)))
-    recipients.update(joined_member_pks(room.room_id))
-    notify_users_on_commit(recipients, pos=pos)
+    notify_on_commit(pos=pos, rooms=[room.room_id], users=recipients)
     return event
 
 

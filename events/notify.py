@@ -1,9 +1,11 @@
 """Wake-ups for /sync waiters: the only place that publishes to the channel layer.
 
 One message per stream advance goes to one group that every worker process listens on
-(``sync/waiter.py``), carrying the user pks to wake; each worker wakes its own waiters. That is one
-channel-layer send per event whatever the room size (channels_redis: ~4 Redis round trips), where a
-group per user would cost that much per member (DESIGN.md §4.5, option b).
+(``sync/waiter.py``). It names the room the event is in and any users to wake besides its members
+(the target of a membership change); each worker wakes its own waiters, which know the rooms their
+user is joined to. So sending costs no member lookup and one channel-layer send whatever the room
+size (channels_redis: ~4 Redis round trips), where a group per user would cost that much per member
+(DESIGN.md §4.5, option b).
 
 A wake-up is a hint: the woken /sync re-reads the database up to the committed stream head, so a
 lost or duplicated message costs latency, never correctness.
@@ -11,6 +13,8 @@ lost or duplicated message costs latency, never correctness.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Iterable
 
@@ -24,15 +28,44 @@ WAKEUP_GROUP = "matrixsrv.sync.wakeup"  # channels: [A-Za-z0-9._-]+, under 100 c
 MESSAGE_TYPE = "stream.advanced"
 
 
-def notify_users_on_commit(user_pks: Iterable[int], *, pos: int) -> None:
-    """After the current transaction commits, wake these users' /sync waiters for position ``pos``."""
-    pks = sorted(set(user_pks))
-    if pks:
-        transaction.on_commit(lambda: _publish(pks, pos), robust=True)
+_loop: asyncio.AbstractEventLoop | None = None
 
 
-def _publish(user_pks: list[int], pos: int) -> None:
+def remember_event_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The worker's main event loop (set by the ASGI app): publishing then never blocks a request."""
+    global _loop
+    _loop = loop
+
+
+def notify_on_commit(*, pos: int, rooms: Iterable[str] = (), users: Iterable[int] = ()) -> None:
+    """After the current transaction commits, wake the /sync waiters of everyone joined to ``rooms``
+    and of the local ``users`` named (membership targets: an invitee, a kicked user...)."""
+    room_ids, user_pks = sorted(set(rooms)), sorted(set(users))
+    if room_ids or user_pks:
+        transaction.on_commit(lambda: _publish(pos, room_ids, user_pks), robust=True)
+
+
+def _publish(pos: int, rooms: list[str], users: list[int]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    async_to_sync(layer.group_send)(WAKEUP_GROUP, {"type": MESSAGE_TYPE, "pos": pos, "users": user_pks})
+    message = {"type": MESSAGE_TYPE, "pos": pos, "rooms": rooms, "users": users}
+    loop = _loop
+    if loop is not None and loop.is_running() and not _on_loop_thread(loop):
+        # Fire and forget on the worker's loop: the request thread goes on at once.
+        future = asyncio.run_coroutine_threadsafe(layer.group_send(WAKEUP_GROUP, message), loop)
+        future.add_done_callback(_log_failure)
+    else:  # no loop known (management commands, tests): send and wait
+        async_to_sync(layer.group_send)(WAKEUP_GROUP, message)
+
+
+def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _log_failure(future: "concurrent.futures.Future[None]") -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning("wake-up not sent (waiters will time out and re-read): %r", future.exception())

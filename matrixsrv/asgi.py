@@ -6,6 +6,7 @@ before its view; the admin and the login pages get Django's full stack (sessions
 messages). Measured: the full stack cost ~1.5 ms of CPU per API request in thread hops alone.
 """
 
+import asyncio
 import os
 
 import django
@@ -16,6 +17,8 @@ django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402  (after Django is set up)
 from django.test.utils import override_settings  # noqa: E402
+
+from events.notify import remember_event_loop  # noqa: E402
 
 API_PATH_PREFIXES = ("/_matrix/", "/.well-known/matrix/")
 
@@ -39,6 +42,7 @@ if settings.MATRIX["SERVE_STATIC"]:
 
 
 async def application(scope, receive, send):  # type: ignore[no-untyped-def]
+    remember_event_loop(asyncio.get_running_loop())  # wake-ups are published on it (events/notify.py)
     if scope["type"] == "http" and scope["path"].startswith(API_PATH_PREFIXES):
         return await api_application(scope, receive, send)
     return await site_application(scope, receive, send)

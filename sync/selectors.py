@@ -119,6 +119,7 @@ class SyncResult:
     body: dict[str, Any]
     next_pos: int
     is_empty: bool
+    joined_room_ids: frozenset[str] = frozenset()  # where this user's next wake-ups come from
 
 
 @dataclass
@@ -229,7 +230,8 @@ def build_sync_response(
         "device_one_time_keys_count": {},
     }
     is_empty = not any(rooms.values())
-    return SyncResult(body=body, next_pos=head, is_empty=is_empty)
+    joined = frozenset(m.room_id for m in memberships if m.membership == M.JOIN)
+    return SyncResult(body=body, next_pos=head, is_empty=is_empty, joined_room_ids=joined)
 
 
 def _plan_rooms(

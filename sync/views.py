@@ -98,7 +98,9 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
         async with get_notifier().listen(user.pk) as waiter:  # subscribed before the first read
             result = await run_db(build_sync_response, user=user, device_pk=device_pk, since=since,
                                   sync_filter=sync_filter)
+            notifier = get_notifier()
             while result.is_empty:
+                notifier.route(waiter, result.joined_room_ids)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not await waiter.wait(after_pos=result.next_pos, timeout_s=remaining):
                     break

@@ -21,22 +21,27 @@ from weakref import WeakKeyDictionary
 
 from channels.layers import get_channel_layer
 
-from events.notify import WAKEUP_GROUP
+from events.notify import WAKEUP_GROUP, remember_event_loop
 
 logger = logging.getLogger("sync.waiter")
 
 # channels_redis forgets group members after group_expiry (300 s in settings): re-join well before.
 REJOIN_INTERVAL_S = 60.0
 RETRY_INTERVAL_S = 1.0
+# Room wake-ups remembered for a waiter between subscribing and learning its rooms (a few ms).
+MAX_UNROUTED = 256
 
 
 class Waiter:
     """One waiting /sync request: woken when a position newer than the one it read arrives."""
 
-    __slots__ = ("_event", "_forced", "pos")
+    __slots__ = ("_event", "_forced", "_unrouted", "pos", "rooms")
 
     def __init__(self) -> None:
         self.pos = 0
+        self.rooms: frozenset[str] | None = None  # the user's joined rooms, once a read has told
+        # Room wake-ups that arrived before the rooms were known: (rooms, pos), checked on routing.
+        self._unrouted: list[tuple[list[str], int]] = []
         self._forced = False
         self._event = asyncio.Event()
 
@@ -76,7 +81,9 @@ class Notifier:
     """The process's listener on the wake-up group and its registry of local waiters."""
 
     def __init__(self) -> None:
-        self._waiters: dict[int, set[Waiter]] = defaultdict(set)
+        self._waiters: dict[int, set[Waiter]] = defaultdict(set)  # by user pk
+        self._by_room: dict[str, set[Waiter]] = defaultdict(set)
+        self._unrouted: set[Waiter] = set()  # waiters whose rooms aren't known yet
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.received = 0
@@ -84,12 +91,13 @@ class Notifier:
         self._disabled = False  # no channel layer at all
 
     @property
-    def waiting(self) -> int:
+    def waiting(self) -> int:  # noqa: D401 (a count, for tests and metrics)
         return sum(len(w) for w in self._waiters.values())
 
     async def start(self) -> None:
         if self._disabled:
             return
+        remember_event_loop(asyncio.get_running_loop())
         if self._task is None or self._task.done():
             self._ready.clear()
             self._task = asyncio.get_running_loop().create_task(self._run(), name="matrixsrv-sync-notifier")
@@ -145,13 +153,45 @@ class Notifier:
         self.received += 1
         try:
             pos = int(message["pos"])
-            users = list(message["users"])
+            users = list(message.get("users") or ())
+            rooms = list(message.get("rooms") or ())
         except (KeyError, TypeError, ValueError):
             logger.warning("ignoring a malformed wake-up message: %r", message)
             return
         for user_pk in users:
             for waiter in self._waiters.get(user_pk, ()):
                 waiter.advance(pos)
+        for room_id in rooms:
+            for waiter in self._by_room.get(room_id, ()):
+                waiter.advance(pos)
+        if rooms:
+            for waiter in self._unrouted:
+                if len(waiter._unrouted) < MAX_UNROUTED:
+                    waiter._unrouted.append((rooms, pos))
+                else:  # too much to remember: wake it, it re-reads
+                    waiter.force()
+
+    def route(self, waiter: Waiter, rooms: frozenset[str]) -> None:
+        """Tell the notifier which rooms ``waiter``'s user is joined to (from the read it just made),
+        and wake it for any of those rooms' wake-ups that came in before it knew."""
+        if waiter.rooms is not None:
+            for room_id in waiter.rooms - rooms:
+                self._discard_room(room_id, waiter)
+        for room_id in rooms:
+            self._by_room[room_id].add(waiter)
+        waiter.rooms = rooms
+        self._unrouted.discard(waiter)
+        for message_rooms, pos in waiter._unrouted:
+            if not rooms.isdisjoint(message_rooms):
+                waiter.advance(pos)
+        waiter._unrouted.clear()
+
+    def _discard_room(self, room_id: str, waiter: Waiter) -> None:
+        waiters = self._by_room.get(room_id)
+        if waiters is not None:
+            waiters.discard(waiter)
+            if not waiters:
+                del self._by_room[room_id]
 
     def _wake_all(self) -> None:
         for waiters in self._waiters.values():
@@ -163,9 +203,13 @@ class Notifier:
         await self.start()
         waiter = Waiter()
         self._waiters[user_pk].add(waiter)
+        self._unrouted.add(waiter)
         try:
             yield waiter
         finally:
+            self._unrouted.discard(waiter)
+            for room_id in waiter.rooms or ():
+                self._discard_room(room_id, waiter)
             waiters = self._waiters.get(user_pk)
             if waiters is not None:
                 waiters.discard(waiter)

@@ -235,13 +235,14 @@ def test_wake_up_the_filter_drops_keeps_waiting_then_a_relevant_one_returns(
         reads.reset()  # count only this scenario's reads
         first = asyncio.create_task(async_sync(bob, since=since, timeout=600, filter=only_watched))
         await reads.until(1)
-        await in_thread(matrix.send_text, alice, ignored, "filtered out")  # wakes bob: re-read is empty
+        await in_thread(matrix.send_text, alice, ignored, "filtered out")
         quiet_elapsed, quiet = await asyncio.wait_for(first, 5)
-        assert reads.done == 2  # woken once, read again, went on waiting
+        # The waiter is routed by the rooms its filter covers: the other room never woke it.
+        assert reads.done == 1
         second = asyncio.create_task(
             async_sync(bob, since=quiet["next_batch"], timeout=10_000, filter=only_watched)
         )
-        await reads.until(3)
+        await reads.until(2)
         await in_thread(matrix.send_text, alice, watched, "wanted")
         elapsed, body = await asyncio.wait_for(second, 5)
         return quiet_elapsed, quiet, elapsed, body
@@ -370,7 +371,7 @@ def test_notifier_wakes_the_named_users_waiters_by_position() -> None:
         layer = get_channel_layer()
         async with notifier.listen(1) as one, notifier.listen(1) as one_again, notifier.listen(2) as two:
             assert notifier.waiting == 3
-            await sync_to_async(_publish)([1, 3], 42)  # the real publisher, from a worker thread
+            await sync_to_async(_publish)(42, [], [1, 3])  # the real publisher, from a worker thread
             assert await one.wait(after_pos=41, timeout_s=2) is True
             assert await one_again.wait(after_pos=41, timeout_s=2) is True
             assert await two.wait(after_pos=0, timeout_s=0.1) is False  # not named
@@ -432,5 +433,27 @@ def test_a_broken_subscription_wakes_everyone_to_re_read(monkeypatch: pytest.Mon
             await layer.group_send(WAKEUP_GROUP, {"type": "stream.advanced", "pos": 101, "users": [9]})
             assert await waiter.wait(after_pos=100, timeout_s=2) is True
             assert waiter.pos == 101
+
+    run(scenario)
+
+
+def test_room_wake_ups_reach_waiters_by_room_even_before_their_rooms_are_known() -> None:
+    async def scenario() -> None:
+        notifier = get_notifier()
+        layer = get_channel_layer()
+        async with notifier.listen(1) as early, notifier.listen(2) as other:
+            # A wake-up for room A arrives between subscribing and learning the rooms (the read).
+            await layer.group_send(WAKEUP_GROUP, {"type": "stream.advanced", "pos": 7, "rooms": ["!a"], "users": []})
+            await asyncio.sleep(0.05)
+            notifier.route(early, frozenset({"!a", "!b"}))
+            notifier.route(other, frozenset({"!c"}))
+            assert await early.wait(after_pos=5, timeout_s=1) is True  # remembered, then matched
+            assert await other.wait(after_pos=5, timeout_s=0.1) is False  # not its room
+            await layer.group_send(WAKEUP_GROUP, {"type": "stream.advanced", "pos": 9, "rooms": ["!c"], "users": []})
+            assert await other.wait(after_pos=7, timeout_s=1) is True
+            notifier.route(other, frozenset({"!d"}))  # left !c, joined !d
+            await layer.group_send(WAKEUP_GROUP, {"type": "stream.advanced", "pos": 11, "rooms": ["!c"], "users": []})
+            assert await other.wait(after_pos=9, timeout_s=0.1) is False
+        assert notifier.waiting == 0 and notifier._by_room == {} and notifier._unrouted == set()
 
     run(scenario)
