@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from matrixsrv.identifiers import MAX_ID_LENGTH, is_valid_server_name
 
 
 class EventTypes:
@@ -108,11 +109,7 @@ AuthState = Mapping[tuple[str, str], StateEvent]
 
 # --- identifiers (the spec's appendices; kept here so the rule modules need no other import) ---
 
-MAX_ID_BYTES = 255
-# server_name = hostname [ ":" port ]; hostname = IPv4 / "[" IPv6 "]" / dns-name
-_SERVER_NAME_RE = re.compile(
-    r"(?:\[[0-9A-Fa-f:.]{2,45}\]|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[A-Za-z0-9\-.]{1,255})(?::[0-9]{1,5})?"
-)
+MAX_ID_BYTES = MAX_ID_LENGTH
 
 
 def is_valid_user_id(value: object) -> bool:
@@ -132,7 +129,7 @@ def is_valid_user_id(value: object) -> bool:
     return (
         len(encoded) <= MAX_ID_BYTES
         and "\x00" not in localpart
-        and _SERVER_NAME_RE.fullmatch(server_name) is not None
+        and is_valid_server_name(server_name)
     )
 
 

@@ -17,14 +17,15 @@ MAX_ID_LENGTH = 255
 _LOCALPART_RE = re.compile(r"^[a-z0-9._=\-/+]+$")
 # Historical user IDs may use any printable ASCII but ':'; we accept them when parsing others' IDs.
 _HISTORICAL_LOCALPART_RE = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
+# server_name = hostname [ ":" port ]; hostname = IPv4 / "[" IPv6 "]" / dns-name
 _SERVER_NAME_RE = re.compile(
-    r"^(?:\[[0-9a-fA-F:.]{2,45}\]|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[A-Za-z0-9\-.]{1,255})(?::[0-9]{1,5})?$"
+    r"(?:\[[0-9a-fA-F:.]{2,45}\]|[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[A-Za-z0-9\-.]{1,255})(?::[0-9]{1,5})?"
 )
 _OPAQUE_LOCALPART_RE = re.compile(r"^[^:\x00]+$")
 
 
 def is_valid_server_name(name: str) -> bool:
-    return bool(_SERVER_NAME_RE.match(name))
+    return _SERVER_NAME_RE.fullmatch(name) is not None
 
 
 def check_localpart(localpart: str, server_name: str) -> None:

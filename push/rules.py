@@ -37,6 +37,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
+from matrixsrv.dotted_paths import split_dotted_path
 from matrixsrv.errors import BadJson, InvalidParam, MissingParam, NotFound, Unknown
 
 # The kinds in the order they are checked (push.md, "Push Rules").
@@ -405,25 +406,8 @@ _WORD_CHAR = "A-Za-z0-9_"  # word boundary: "any character not in the sets [A-Z]
 
 
 def split_key(key: str) -> list[str]:
-    """A dot-separated property path into names (appendices, "Dot-separated property paths"):
-    ``\\.`` is a literal dot, ``\\\\`` a literal backslash, any other ``\\x`` stays as written."""
-    parts: list[str] = []
-    current: list[str] = []
-    i = 0
-    while i < len(key):
-        char = key[i]
-        if char == "\\" and i + 1 < len(key) and key[i + 1] in ".\\":
-            current.append(key[i + 1])
-            i += 2
-            continue
-        if char == ".":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-        i += 1
-    parts.append("".join(current))
-    return parts
+    """A dot-separated property path into names (appendices, "Dot-separated property paths")."""
+    return list(split_dotted_path(key))
 
 
 def _lookup(event: Mapping[str, Any], key: str) -> Any:

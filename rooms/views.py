@@ -119,34 +119,34 @@ class ForgetView(MatrixAPIView):
         return Response({})
 
 
-class KickView(MatrixAPIView):
-    """POST /_matrix/client/v3/rooms/{roomId}/kick"""
+class _ModerateMemberView(MatrixAPIView):
+    """A membership change one member makes to another (``user_id`` in the body): kick, ban, unban."""
+
+    action: Any
 
     def post(self, request: Request, room_id: str) -> Response:
         body = json_object(request.data)
-        actions.kick_user(sender=request.user, room_id=room_id, target=req_str(body, "user_id", max_length=255),
+        type(self).action(sender=request.user, room_id=room_id, target=req_str(body, "user_id", max_length=255),
                           reason=_reason(body))
         return Response({})
 
 
-class BanView(MatrixAPIView):
+class KickView(_ModerateMemberView):
+    """POST /_matrix/client/v3/rooms/{roomId}/kick"""
+
+    action = actions.kick_user
+
+
+class BanView(_ModerateMemberView):
     """POST /_matrix/client/v3/rooms/{roomId}/ban"""
 
-    def post(self, request: Request, room_id: str) -> Response:
-        body = json_object(request.data)
-        actions.ban_user(sender=request.user, room_id=room_id, target=req_str(body, "user_id", max_length=255),
-                         reason=_reason(body))
-        return Response({})
+    action = actions.ban_user
 
 
-class UnbanView(MatrixAPIView):
+class UnbanView(_ModerateMemberView):
     """POST /_matrix/client/v3/rooms/{roomId}/unban"""
 
-    def post(self, request: Request, room_id: str) -> Response:
-        body = json_object(request.data)
-        actions.unban_user(sender=request.user, room_id=room_id, target=req_str(body, "user_id", max_length=255),
-                           reason=_reason(body))
-        return Response({})
+    action = actions.unban_user
 
 
 class JoinedRoomsView(MatrixAPIView):

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from matrixsrv.dotted_paths import split_dotted_path
 from matrixsrv.errors import BadJson, InvalidParam, NotJson
 
 EVENT_FORMATS = ("client", "federation")
@@ -397,25 +398,8 @@ def parse_room_event_filter_json(text: str) -> RoomEventFilter:
 
 
 def split_field_path(path: str) -> tuple[str, ...]:
-    r"""A dot-separated property path (spec appendix) as its property names: ``\.`` is a literal dot,
-    ``\\`` a literal backslash, any other ``\x`` stays a backslash followed by ``x``."""
-    names: list[str] = []
-    current: list[str] = []
-    i = 0
-    while i < len(path):
-        char = path[i]
-        if char == "\\" and i + 1 < len(path) and path[i + 1] in ".\\":
-            current.append(path[i + 1])
-            i += 2
-            continue
-        if char == ".":
-            names.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-        i += 1
-    names.append("".join(current))
-    return tuple(names)
+    """A dot-separated property path (spec appendix) as its property names."""
+    return split_dotted_path(path)
 
 
 def apply_event_fields(event: Mapping[str, Any], fields: Iterable[str] | None) -> dict[str, Any]:

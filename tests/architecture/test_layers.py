@@ -37,6 +37,7 @@ PURE_MODULES = [
     "matrixsrv/errors.py",
     "matrixsrv/identifiers.py",
     "matrixsrv/config.py",
+    "matrixsrv/dotted_paths.py",  # dot-separated property paths (push rules, event_fields)
     "accounts/tokens.py",
     "events/auth_rules.py",
     "events/power_levels.py",

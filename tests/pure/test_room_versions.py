@@ -95,7 +95,7 @@ def test_room_versions_are_frozen() -> None:
 
 
 PURE_MODULES = ["room_versions", "pdu", "power_levels", "auth_rules", "redaction", "hashing", "visibility"]
-ALLOWED_IMPORTS = {"__future__", "canonicaljson", "unpaddedbase64", "matrixsrv.errors"}
+ALLOWED_IMPORTS = {"__future__", "canonicaljson", "unpaddedbase64", "matrixsrv.errors", "matrixsrv.identifiers"}
 
 
 @pytest.mark.parametrize("module", PURE_MODULES)
