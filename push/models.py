@@ -1,0 +1,64 @@
+"""Push storage: a user's push-rule state and their pushers.
+
+* ``PushRuleState``: one row per user who changed anything. ``overrides`` holds the enabled flag
+  and/or actions the user set on server-default rules, keyed ``"<kind>/<rule_id>"``; ``custom``
+  holds the user's own rules (each with its ``kind``), most important first within a kind. These
+  are exactly the shapes ``push.rules.merge_ruleset`` takes. A user with no row has the defaults.
+  Writers lock the row (``select_for_update``) so concurrent PUTs never lose an update.
+* ``Pusher``: ``POST /pushers/set``; one per (user, app_id, pushkey). The same app_id + pushkey
+  may belong to several users only when set with ``append: true``.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Device, User
+
+
+class PushRuleState(models.Model):
+    user = models.OneToOneField(
+        User, on_delete=models.CASCADE, primary_key=True, related_name="push_rule_state"
+    )
+    overrides = models.JSONField(
+        default=dict, help_text='{"<kind>/<rule_id>": {"enabled"?: bool, "actions"?: [...]}}'
+    )
+    custom = models.JSONField(
+        default=list, help_text="The user's own rules, each with its kind, most important first."
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"push rules of {self.user_id}"
+
+
+class Pusher(models.Model):
+    class Kind(models.TextChoices):
+        HTTP = "http"
+        EMAIL = "email"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="pushers")
+    # The device that set it, if any: its pushers go away with it (as Synapse drops a logged-out
+    # access token's pushers).
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, null=True, blank=True, related_name="pushers"
+    )
+    app_id = models.CharField(max_length=64)
+    pushkey = models.CharField(max_length=512)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    app_display_name = models.TextField()
+    device_display_name = models.TextField()
+    profile_tag = models.TextField(null=True, blank=True)
+    lang = models.CharField(max_length=64)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "app_id", "pushkey"], name="push_pusher_unique_per_user"),
+        ]
+        indexes = [models.Index(fields=["app_id", "pushkey"], name="push_pusher_app_pushkey")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} pusher {self.app_id} of {self.user_id}"
