@@ -58,7 +58,9 @@ def register_user(
     check_username_available(localpart)
     if registration_token is not None:
         _consume_registration_token(registration_token)
-    user = User(localpart=localpart, mxid=make_mxid(localpart), is_staff=is_staff, is_superuser=is_staff)
+    # Synapse's default: the display name starts as the localpart (changed through the profile API).
+    user = User(localpart=localpart, mxid=make_mxid(localpart), displayname=localpart, is_staff=is_staff,
+                is_superuser=is_staff)
     if password:
         user.set_password(password)
     else:

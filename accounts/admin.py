@@ -33,12 +33,12 @@ from accounts.actions import (
     delete_registration_tokens,
     logout,
     set_admin,
-    set_displayname,
     update_device,
     update_registration_token,
 )
 from accounts.tokens import REGISTRATION_TOKEN_RE
 from accounts.models import Device, RegistrationToken, User
+from rooms.actions import set_profile
 
 # -- Helpers --------------------------------------------------------------------------------------
 
@@ -178,7 +178,8 @@ class UserAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: User, form: forms.ModelForm, change: bool) -> None:
         if "displayname" in form.changed_data:
-            set_displayname(user=obj, displayname=form.cleaned_data["displayname"] or None)
+            # The profile action: the new name is also announced in every room the user is joined to.
+            set_profile(user=obj, displayname=form.cleaned_data["displayname"] or None)
 
     def save_formset(self, request: HttpRequest, form: forms.ModelForm, formset: Any, change: bool) -> None:
         # The device inline is read-only and is never saved: logging out goes through DeviceAdmin.

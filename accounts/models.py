@@ -111,3 +111,35 @@ class RegistrationToken(models.Model):
         if self.expiry_time is not None and self.expiry_time <= timezone.now():
             return False
         return self.uses_allowed is None or self.completed < self.uses_allowed
+
+
+class AccountData(models.Model):
+    """One piece of a user's account data: global (``room_id`` NULL) or for one room. Room tags are
+    room account data of type ``m.tag``. Synced: ``stream_pos`` comes from the one stream counter
+    (events/stream.py) and is renewed on every write, so /sync sends rows changed after ``since``."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="account_data")
+    room_id = models.CharField(max_length=255, null=True, blank=True)
+    type = models.CharField(max_length=255)
+    content = models.JSONField(default=dict)
+    stream_pos = models.BigIntegerField()
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # NULLs are distinct in a unique index: the global rows need their own constraint.
+            models.UniqueConstraint(
+                fields=["user", "type"],
+                condition=models.Q(room_id__isnull=True),
+                name="account_data_global_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "room_id", "type"],
+                condition=models.Q(room_id__isnull=False),
+                name="account_data_room_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["user", "stream_pos"], name="account_data_user_pos")]
+
+    def __str__(self) -> str:
+        return f"{self.type} ({self.room_id or 'global'})"

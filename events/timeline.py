@@ -292,6 +292,7 @@ def paginate(
     event_filter: RoomEventFilter | None = None,
     visibility: RoomVisibility | None = None,
     head: int | None = None,
+    ignored_senders: frozenset[str] = frozenset(),
 ) -> Page:
     """Up to ``limit`` events the user may see, from ``from_pos`` towards ``to_pos``, by stream order.
 
@@ -303,6 +304,7 @@ def paginate(
       re-checked in Python. Pages are fetched until ``limit`` events pass or the range ends (at most
       ``MAX_BATCHES``; rows that fail the re-check are rare: history visibility events, a
       ``url`` that is not a string).
+    * Non-state events of ``ignored_senders`` (the reader's ignored users) are left out, in SQL.
     * Forwards, a non-empty page that reaches the end of the range still gets a ``next_pos`` (the end
       of the range), so a client can come back later for newer events.
     * Queries: the stream head (1, unless ``head`` is given), the membership history (1, unless
@@ -331,6 +333,8 @@ def paginate(
     rows = Event.objects.filter(where, room_id=room_id)
     if (visible := visibility.visible_q()) is not None:
         rows = rows.filter(visible)
+    if ignored_senders:
+        rows = rows.exclude(sender__in=sorted(ignored_senders), state_key__isnull=True)
     found: list[Event] = []
     batch = min(limit + 1, MAX_BATCH_ROWS)
     cursor_lo, cursor_hi = lower, upper  # the range not yet scanned: cursor_lo < pos <= cursor_hi

@@ -14,6 +14,7 @@ from typing import Any
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.account_data_selectors import list_ignored_users
 from events.formatting import format_client_event
 from events.models import Event
 from events.selectors import state_at
@@ -87,6 +88,7 @@ class RoomMessagesView(_ReadView):
     * ``dir``: required, ``b`` or ``f``. ``limit``: default 10, at most 1000. ``filter``: a JSON
       RoomEventFilter (400 ``M_NOT_JSON`` / ``M_BAD_JSON`` / ``M_INVALID_PARAM`` when it is wrong).
     * ``end`` is omitted when nothing more can come: paging back stops at the room's first event.
+    * Non-state events of users the reader ignores (``m.ignored_user_list``) are left out.
     * ``state``: with ``lazy_load_members``, the senders' member events at the chunk's first event.
       Redundant members are always included (the spec allows it; we don't track what was sent).
     """
@@ -109,6 +111,7 @@ class RoomMessagesView(_ReadView):
             direction=direction,
             limit=limit,
             event_filter=event_filter,
+            ignored_senders=list_ignored_users(request.user),
         )
         if from_token is not None:
             start = str(from_token)

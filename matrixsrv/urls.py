@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from accounts import account_data_urls
 from accounts import urls as accounts_urls
 from accounts.fallback import login_fallback
 from events import urls as events_urls
@@ -16,6 +17,7 @@ handler500 = "matrixsrv.exception_handler.handler500"
 
 client_patterns = [
     *accounts_urls.urlpatterns,
+    *account_data_urls.urlpatterns,
     *rooms_urls.urlpatterns,
     *events_urls.urlpatterns,
     *sync_urls.urlpatterns,

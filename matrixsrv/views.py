@@ -89,8 +89,8 @@ class CapabilitiesView(MatrixAPIView):
                     "default": DEFAULT_ROOM_VERSION,
                     "available": {identifier: "stable" for identifier in ROOM_VERSIONS},
                 },
-                "m.set_displayname": {"enabled": False},
-                "m.set_avatar_url": {"enabled": False},
+                "m.set_displayname": {"enabled": True},
+                "m.set_avatar_url": {"enabled": True},
                 "m.3pid_changes": {"enabled": False},
                 "m.get_login_token": {"enabled": False},
             }

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from accounts.models import User
 from events.actions import append_event, create_room_with_create_event, send_state_event
@@ -30,7 +30,7 @@ from matrixsrv.errors import (
 from matrixsrv.identifiers import RoomAlias as RoomAliasID
 from matrixsrv.identifiers import UserID
 from rooms.models import Membership, RoomAlias
-from rooms.selectors import LockedRoom, find_membership, lock_room, resolve_room_id_or_alias
+from rooms.selectors import LockedRoom, find_membership, joined_room_ids, lock_room, resolve_room_id_or_alias
 
 class InvalidRoomState(MatrixError):
     """createRoom: "The initial state implied by the parameters to the request is invalid" (400)."""
@@ -416,3 +416,59 @@ def set_room_directory_visibility(*, user: User, room_id: str, visibility: str) 
         raise Forbidden("You may not change this room's directory visibility")
     locked.room.is_public = visibility == "public"
     locked.room.save(update_fields=["is_public"])
+
+
+# -- profiles -------------------------------------------------------------------------------------------
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()  # "leave this profile field as it is" (None clears it)
+
+
+def set_profile(*, user: User, displayname: str | None = UNSET, avatar_url: str | None = UNSET) -> list[str]:
+    """Change the user's profile and announce it in every room they are joined to (spec, "Profiles":
+    a new m.room.member join event with the new displayname/avatar_url). Returns the rooms updated.
+
+    The account is updated in one transaction. Then each joined room (in room ID order) gets its own
+    atomic block: the room is locked, the user's membership re-checked under the lock (they may have
+    left since the one query that listed the rooms: a "join" must never re-join them), and the event
+    goes through append_event. A room whose auth rules refuse the event (or that is blocked) is
+    skipped; the atomic block is a savepoint, so the refusal dooms nothing else.
+
+    Called outside a transaction (the API), every room is its own short transaction, so the global
+    stream lock is never held across rooms. Called inside the caller's transaction (the admin), every
+    room is locked first, in order, before the first event takes the stream lock: DESIGN 4.3's lock
+    order (room rows, then the stream lock) holds across rooms too.
+    """
+    fields = []
+    if displayname is not UNSET:
+        user.displayname = displayname or None
+        fields.append("displayname")
+    if avatar_url is not UNSET:
+        user.avatar_url = avatar_url or None
+        fields.append("avatar_url")
+    if not fields:
+        return []
+    outer = connection.in_atomic_block
+    with transaction.atomic():
+        user.save(update_fields=fields)
+    room_ids = sorted(joined_room_ids(user.pk))
+    if outer:
+        for room_id in room_ids:
+            lock_room(room_id)  # NotFound cannot happen: Membership rows cascade with their room
+    updated = []
+    for room_id in room_ids:
+        try:
+            with transaction.atomic():
+                locked = lock_room(room_id)
+                current = find_membership(room_id, user.mxid)
+                if current is None or current.membership != M.JOIN:
+                    continue  # left (or was kicked) since the rooms were listed
+                _member(locked, user, user.mxid, _member_content(user, M.JOIN))
+        except Forbidden:
+            continue  # the room's auth rules refuse it (or the room is blocked): skip that room
+        updated.append(room_id)
+    return updated

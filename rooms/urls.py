@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from rooms import views
+from rooms import profile_views, views
 
 urlpatterns = [
     path("createRoom", views.CreateRoomView.as_view(), name="create_room"),
@@ -23,4 +23,11 @@ urlpatterns = [
     path("directory/list/room/<str:room_id>", views.RoomDirectoryVisibilityView.as_view(),
          name="room_directory_visibility"),
     path("publicRooms", views.PublicRoomsView.as_view(), name="public_rooms"),
+    # Profiles and the user directory (rooms/profile_views.py).
+    path("profile/<str:user_id>", profile_views.ProfileView.as_view(), name="profile"),
+    path("profile/<str:user_id>/displayname", profile_views.ProfileFieldView.as_view(field="displayname"),
+         name="profile_displayname"),
+    path("profile/<str:user_id>/avatar_url", profile_views.ProfileFieldView.as_view(field="avatar_url"),
+         name="profile_avatar_url"),
+    path("user_directory/search", profile_views.UserDirectorySearchView.as_view(), name="user_directory_search"),
 ]

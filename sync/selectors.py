@@ -18,10 +18,14 @@ The number of queries is constant in the number of rooms (measured in tests/api/
    and the timeline of incremental rooms, and, for every state key that changes after the start of
    a full-state room's timeline, its value at the start (the current state is the state at the
    *end*; the spec's ``state`` is the state at the *start*) and at the end;
-8. stripped state of invites and knocks.
+8. stripped state of invites and knocks;
+9. the user's account data: every row changed after ``since`` (global and per room) and the
+   ``m.ignored_user_list``, whose users' non-state events and invites are not sent (spec "Ignoring
+   Users": it takes effect at once, and state events of ignored users are still sent).
 
-A query whose input is empty is not made, so an empty incremental sync costs two queries (plus the
-access token's), and one with a few new events per room five.
+A query whose input is empty is not made, so an empty incremental sync costs three queries (head,
+account data, memberships; four with the access token's), and one with a few new events per room
+five (six).
 
 What a room gets (``_RoomPlan``), for a sync ``since`` S:
 
@@ -52,7 +56,8 @@ from typing import Any
 from django.db.models import BigIntegerField, Case, F, Q, Value, When, Window
 from django.db.models.functions import RowNumber
 
-from accounts.models import User
+from accounts.account_data_selectors import IGNORED_USER_LIST, ignored_users_in
+from accounts.models import AccountData, User
 from events.formatting import format_client_event
 from events.models import CurrentState, Event
 from events.pdu import EventTypes
@@ -174,16 +179,23 @@ def build_sync_response(
     limit = timeline_filter.limit_or(DEFAULT_TIMELINE_LIMIT, cap=MAX_TIMELINE_LIMIT)
     lazy = state_filter.lazy_load_members or timeline_filter.lazy_load_members
 
+    global_data, room_data, ignored = _load_account_data(user, since, head)
     memberships = [
         m
         for m in Membership.objects.filter(user=user).select_related("room", "event")
         if room_filter.matches_room(m.room_id)
     ]
     plans = _plan_rooms(memberships, user, since, head, full_state, room_filter.include_leave)
-    invites = [m for m in memberships if m.membership == M.INVITE and (since is None or m.stream_pos > since)]
+    invites = [
+        m
+        for m in memberships
+        if m.membership == M.INVITE
+        and (since is None or m.stream_pos > since)
+        and m.event.sender not in ignored  # spec: invites from ignored users are not sent
+    ]
     knocks = [m for m in memberships if m.membership == M.KNOCK and (since is None or m.stream_pos > since)]
 
-    _load_timelines(plans, timeline_filter, limit)
+    _load_timelines(plans, timeline_filter, limit, ignored)
     _load_heroes([p for p in plans if _sends_heroes(p)], user)
     _load_state(plans, user, state_filter, lazy=lazy)
 
@@ -191,9 +203,39 @@ def build_sync_response(
         out = format_client_event(event, device_pk=device_pk, now_ms=now_ms, include_room_id=False)
         return apply_event_fields(out, sync_filter.event_fields) if sync_filter.event_fields else out
 
+    account_data_filter = room_filter.account_data
+
+    def room_account_data(room_id: str) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in room_data.get(room_id, [])
+            if account_data_filter.allows(event_type=e["type"], room_id=room_id)
+        ]
+
     rooms: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
+    planned = {p.room_id for p in plans}
+    for m in memberships:  # joined rooms whose only news is the user's account data for them
+        if m.membership == M.JOIN and m.room_id not in planned and (data := room_account_data(m.room_id)):
+            rooms["join"][m.room_id] = {
+                "timeline": {"events": [], "limited": False, "prev_batch": f"s{head}"},
+                "state": {"events": []},
+                "account_data": {"events": data},
+                "ephemeral": {"events": []},
+                "unread_notifications": {},
+                "summary": {
+                    "m.joined_member_count": m.room.joined_count,
+                    "m.invited_member_count": m.room.invited_count,
+                },
+            }
     for plan in plans:
-        if plan.section == "join" and plan.state_mode != FULL and not plan.timeline and not plan.state:
+        data = room_account_data(plan.room_id)
+        if (
+            plan.section == "join"
+            and plan.state_mode != FULL
+            and not plan.timeline
+            and not plan.state
+            and not data
+        ):
             continue  # activity the user may not see or the filter drops
         entry: dict[str, Any] = {
             "timeline": {
@@ -202,7 +244,7 @@ def build_sync_response(
                 "prev_batch": f"s{plan.state_upper}",
             },
             "state": {"events": [fmt(e) for e in plan.state]},
-            "account_data": {"events": []},
+            "account_data": {"events": data},
         }
         if plan.section == "join":
             entry["ephemeral"] = {"events": []}
@@ -223,15 +265,46 @@ def build_sync_response(
     body: dict[str, Any] = {
         "next_batch": f"s{head}",
         "rooms": rooms,
-        "account_data": {"events": []},
+        "account_data": {
+            "events": [e for e in global_data if sync_filter.account_data.allows(event_type=e["type"])]
+        },
         "presence": {"events": []},
         "to_device": {"events": []},
         "device_lists": {"changed": [], "left": []},
         "device_one_time_keys_count": {},
     }
-    is_empty = not any(rooms.values())
+    is_empty = not any(rooms.values()) and not body["account_data"]["events"]
     joined = frozenset(m.room_id for m in memberships if m.membership == M.JOIN)
     return SyncResult(body=body, next_pos=head, is_empty=is_empty, joined_room_ids=joined)
+
+
+def _load_account_data(
+    user: User, since: int | None, head: int
+) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], frozenset[str]]:
+    """Query 9: the account data to send (changed in ``(since, head]``; all of it up to ``head`` in
+    an initial sync) as events, global and by room, and whom the user ignores now (read whatever its
+    position, so a change takes effect at once)."""
+    sent = Q(stream_pos__lte=head) if since is None else Q(stream_pos__gt=since, stream_pos__lte=head)
+    rows = (
+        AccountData.objects.filter(user=user)
+        .filter(sent | Q(room_id__isnull=True, type=IGNORED_USER_LIST))
+        .order_by("stream_pos")
+        .values_list("room_id", "type", "content", "stream_pos")
+    )
+    global_data: list[dict[str, Any]] = []
+    room_data: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    ignored: frozenset[str] = frozenset()
+    for room_id, type_, content, pos in rows:
+        if room_id is None and type_ == IGNORED_USER_LIST:
+            ignored = ignored_users_in(content, own_mxid=user.mxid)
+        if pos > head or (since is not None and pos <= since):
+            continue
+        event = {"type": type_, "content": content}
+        if room_id is None:
+            global_data.append(event)
+        else:
+            room_data[room_id].append(event)
+    return global_data, room_data, ignored
 
 
 def _plan_rooms(
@@ -316,8 +389,14 @@ def _bounded(rooms: list[tuple[str, int | None, int]]) -> Q:
     return reduce(or_, parts)
 
 
-def _load_timelines(plans: list[_RoomPlan], timeline_filter: RoomEventFilter, limit: int) -> None:
+def _load_timelines(
+    plans: list[_RoomPlan],
+    timeline_filter: RoomEventFilter,
+    limit: int,
+    ignored: frozenset[str] = frozenset(),
+) -> None:
     """Every planned room's newest ``limit`` visible events in its window, in one windowed query.
+    Non-state events of ``ignored`` senders are left out (in SQL: they don't count against the window).
 
     One more row than asked is read per room to know whether the timeline is ``limited``. Rows the
     user may not see (history visibility) are dropped afterwards; they count against the window, so
@@ -333,6 +412,8 @@ def _load_timelines(plans: list[_RoomPlan], timeline_filter: RoomEventFilter, li
     if not wanted:
         return
     unfiltered = timeline_filter.is_unrestricted
+    if ignored:
+        filter_q &= ~Q(sender__in=sorted(ignored), state_key__isnull=True)
     rows = (
         Event.objects.filter(_bounded([(p.room_id, p.lower, p.upper) for p in wanted]) & filter_q)
         .annotate(rn=Window(RowNumber(), partition_by=[F("room_id")], order_by=F("stream_pos").desc()))

@@ -71,10 +71,12 @@ LAYERS: list[tuple[str, int]] = [
     ("events/stream.py", 2),  # current_stream_position() is read by sync.selectors
     ("events/formatting.py", 2),  # client format of a stored event: used by actions (redacted_because) and reads
     ("events/timeline.py", 2),  # a room's history as one user may read it (visibility, pagination)
+    ("accounts/account_data_selectors.py", 2),  # account data reads, the ignored-users list
     # 3: writes
     ("*/actions.py", 3),
     ("events/notify.py", 3),
     ("accounts/uia.py", 3),  # user-interactive auth sessions (writes UIASession)
+    ("sync/account_data.py", 3),  # account data and tag writes (after events.notify in the app order)
     # 4: interface
     ("*/serializers.py", 4),
     ("*/views.py", 4),
@@ -93,6 +95,9 @@ LAYERS: list[tuple[str, int]] = [
     ("matrixsrv/renderers.py", 4),
     ("matrixsrv/http.py", 4),
     ("events/timeline_views.py", 4),
+    ("accounts/account_data_views.py", 4),
+    ("accounts/account_data_urls.py", 4),
+    ("rooms/profile_views.py", 4),  # profiles and the user directory
 ]
 # Deliberate exceptions to the direction rule: (importer path, imported module) -> why. Keep empty;
 # an entry is technical debt with a reason, reviewed like code.
