@@ -33,6 +33,7 @@ from events.selectors import as_state_event, get_event, state_events_for_keys
 from events.formatting import format_client_event
 from events.stream import next_stream_position
 from matrixsrv.errors import BadJson, Forbidden, InvalidParam, NotFound, TooLarge
+from matrixsrv.rawsql import fetch_one
 from rooms.models import Membership, Room
 from rooms.selectors import LockedRoom, lock_room
 
@@ -271,10 +272,10 @@ def _find_replay(
     """
     if send.device is None or send.txn_id is None:
         return None
-    row = (
-        Event.objects.filter(sender_device_id=send.device.pk, txn_id=send.txn_id)
-        .values_list("event_id", "room_id", "type", "redacts")
-        .first()
+    row = fetch_one(  # hand-written: on every send (matrixsrv/rawsql.py); the partial unique index
+        f"SELECT event_id, room_id, type, redacts FROM {Event._meta.db_table} "
+        "WHERE sender_device_id = %s AND txn_id = %s",
+        [send.device.pk, send.txn_id],
     )
     if row is None:
         return None
