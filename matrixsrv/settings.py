@@ -23,8 +23,10 @@ INSTALLED_APPS = [
     "channels",
     "accounts",
     "push",
+    "e2ee",
     "events",
     "rooms",
+    "ephemeral",
     "sync",
 ]
 

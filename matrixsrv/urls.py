@@ -6,6 +6,8 @@ from django.urls import include, path, re_path
 from accounts import account_data_urls
 from accounts import urls as accounts_urls
 from accounts.fallback import login_fallback
+from e2ee import urls as e2ee_urls
+from ephemeral import urls as ephemeral_urls
 from events import urls as events_urls
 from push import urls as push_urls
 from rooms import urls as rooms_urls
@@ -21,7 +23,9 @@ client_patterns = [
     *rooms_urls.urlpatterns,
     *events_urls.urlpatterns,
     *sync_urls.urlpatterns,
+    *ephemeral_urls.urlpatterns,
     *push_urls.urlpatterns,
+    *e2ee_urls.urlpatterns,
     path("capabilities", views.CapabilitiesView.as_view(), name="capabilities"),
     path("login/fallback", login_fallback, name="login_fallback"),
 ]

@@ -21,7 +21,9 @@ The number of queries is constant in the number of rooms (measured in tests/api/
 8. stripped state of invites and knocks;
 9. the user's account data: every row changed after ``since`` (global and per room) and the
    ``m.ignored_user_list``, whose users' non-state events and invites are not sent (spec "Ignoring
-   Users": it takes effect at once, and state events of ignored users are still sent).
+   Users": it takes effect at once, and state events of ignored users are still sent);
+10. the joined rooms' typing rows and receipts, in one UNION ALL (``ephemeral.selectors``): ``m.typing``
+    where the typing set changed after ``since``, ``m.receipt`` with the receipts changed after it.
 
 A query whose input is empty is not made, so an empty incremental sync costs three queries (head,
 account data, memberships; four with the access token's), and one with a few new events per room
@@ -58,6 +60,9 @@ from django.db.models.functions import RowNumber
 
 from accounts.account_data_selectors import IGNORED_USER_LIST, ignored_users_in
 from accounts.models import AccountData, User
+from e2ee.models import ToDeviceMessage
+from e2ee.selectors import load_sync_e2ee
+from ephemeral.selectors import load_room_ephemeral
 from events.formatting import format_client_event
 from events.models import CurrentState, Event
 from events.pdu import EventTypes
@@ -125,6 +130,10 @@ class SyncResult:
     next_pos: int
     is_empty: bool
     joined_room_ids: frozenset[str] = frozenset()  # where this user's next wake-ups come from
+    # Typing (ephemeral.selectors): when the next typing user in these rooms expires (a waiting /sync
+    # re-reads then), and the rooms with expired typing rows not announced yet (expire_typing).
+    next_expiry_ms: int | None = None
+    expired_typing_rooms: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -180,6 +189,10 @@ def build_sync_response(
     lazy = state_filter.lazy_load_members or timeline_filter.lazy_load_members
 
     global_data, room_data, ignored = _load_account_data(user, since, head)
+    # E2EE: one query; to-device messages at or below ``since`` were delivered (acknowledged): deleted.
+    e2ee = load_sync_e2ee(user=user, device_pk=device_pk, since=since, head=head)
+    if e2ee.acknowledged and device_pk is not None and since is not None:
+        ToDeviceMessage.objects.acknowledge(device_pk=device_pk, upto=since)
     memberships = [
         m
         for m in Membership.objects.filter(user=user).select_related("room", "event")
@@ -197,6 +210,19 @@ def build_sync_response(
 
     _load_timelines(plans, timeline_filter, limit, ignored)
     _load_heroes([p for p in plans if _sends_heroes(p)], user)
+    ephemeral_filter = room_filter.ephemeral
+    ephemeral_rooms = [m.room_id for m in memberships if m.membership == M.JOIN]
+    ephemeral = load_room_ephemeral(
+        user_pk=user.pk,
+        room_ids=[room_id for room_id in ephemeral_rooms if ephemeral_filter.matches_room(room_id)],
+        since=since,
+        head=head,
+        now_ms=now_ms,
+        ignored=ignored,
+    )
+
+    def room_ephemeral(room_id: str) -> list[dict[str, Any]]:
+        return [e for e in ephemeral.events.get(room_id, []) if ephemeral_filter.allows(event_type=e["type"])]
     _load_state(plans, user, state_filter, lazy=lazy)
 
     def fmt(event: Event) -> dict[str, Any]:
@@ -214,13 +240,17 @@ def build_sync_response(
 
     rooms: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
     planned = {p.room_id for p in plans}
-    for m in memberships:  # joined rooms whose only news is the user's account data for them
-        if m.membership == M.JOIN and m.room_id not in planned and (data := room_account_data(m.room_id)):
+    for m in memberships:  # joined rooms whose only news is the user's account data or ephemeral data
+        if (
+            m.membership == M.JOIN
+            and m.room_id not in planned
+            and ((data := room_account_data(m.room_id)) or room_ephemeral(m.room_id))
+        ):
             rooms["join"][m.room_id] = {
                 "timeline": {"events": [], "limited": False, "prev_batch": f"s{head}"},
                 "state": {"events": []},
                 "account_data": {"events": data},
-                "ephemeral": {"events": []},
+                "ephemeral": {"events": room_ephemeral(m.room_id)},
                 "unread_notifications": {},
                 "summary": {
                     "m.joined_member_count": m.room.joined_count,
@@ -235,6 +265,7 @@ def build_sync_response(
             and not plan.timeline
             and not plan.state
             and not data
+            and not room_ephemeral(plan.room_id)
         ):
             continue  # activity the user may not see or the filter drops
         entry: dict[str, Any] = {
@@ -247,7 +278,7 @@ def build_sync_response(
             "account_data": {"events": data},
         }
         if plan.section == "join":
-            entry["ephemeral"] = {"events": []}
+            entry["ephemeral"] = {"events": room_ephemeral(plan.room_id)}
             entry["unread_notifications"] = {}
             entry["summary"] = _summary(plan)
         rooms[plan.section][plan.room_id] = entry
@@ -269,13 +300,23 @@ def build_sync_response(
             "events": [e for e in global_data if sync_filter.account_data.allows(event_type=e["type"])]
         },
         "presence": {"events": []},
-        "to_device": {"events": []},
-        "device_lists": {"changed": [], "left": []},
-        "device_one_time_keys_count": {},
+        "to_device": {"events": e2ee.to_device},
+        "device_lists": {"changed": e2ee.changed, "left": []},
+        "device_one_time_keys_count": e2ee.otk_counts,
     }
+    if device_pk is not None:
+        body["device_unused_fallback_key_types"] = e2ee.unused_fallback_types
     is_empty = not any(rooms.values()) and not body["account_data"]["events"]
+    is_empty = is_empty and not e2ee.to_device and not e2ee.changed
     joined = frozenset(m.room_id for m in memberships if m.membership == M.JOIN)
-    return SyncResult(body=body, next_pos=head, is_empty=is_empty, joined_room_ids=joined)
+    return SyncResult(
+        body=body,
+        next_pos=head,
+        is_empty=is_empty,
+        joined_room_ids=joined,
+        next_expiry_ms=ephemeral.next_expiry_ms,
+        expired_typing_rooms=ephemeral.expired_rooms,
+    )
 
 
 def _load_account_data(

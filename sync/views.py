@@ -16,18 +16,22 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.authentication import authenticate_request
+from ephemeral.actions import expire_typing
 from matrixsrv.errors import Forbidden, InvalidParam, MatrixError, NotFound, UnsupportedMethod
 from matrixsrv.exception_handler import matrix_error_response
 from matrixsrv.http import json_object
 from matrixsrv.views import MatrixAPIView
 from sync.filters import parse_filter
 from sync.models import Filter as StoredFilter
-from sync.selectors import build_sync_response, find_filter_definition, load_filter
+from sync.selectors import SyncResult, build_sync_response, find_filter_definition, load_filter
 from sync.tokens import StreamToken
 from sync.waiter import get_notifier
 
 T = TypeVar("T")
 PRESENCE_STATES = ("online", "offline", "unavailable")
+# A long-poll re-reads this long after the earliest typing expiry in the user's rooms (so it finds the
+# row expired), announces the expiry and sends it: typing ends on time without any other request.
+TYPING_EXPIRY_SLACK_S = 0.005
 
 
 def _call_and_close(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -93,6 +97,7 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
         if since is None or full_state or timeout_s <= 0:
             result = await run_db(build_sync_response, user=user, device_pk=device_pk, since=since,
                                   sync_filter=sync_filter, full_state=full_state)
+            await _announce_expired_typing(result)
             return JsonResponse(result.body)
         deadline = time.monotonic() + timeout_s
         async with get_notifier().listen(user.pk) as waiter:  # subscribed before the first read
@@ -102,14 +107,33 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
             while result.is_empty:
                 notifier.route(waiter, result.joined_room_ids)
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not await waiter.wait(after_pos=result.next_pos, timeout_s=remaining):
+                if remaining <= 0:
                     break
+                if result.expired_typing_rooms:
+                    # Someone stopped typing by timeout: announce it (a new position that wakes everyone
+                    # in the room; or another worker did) and read again at once.
+                    await _announce_expired_typing(result)
+                else:
+                    wait_s = remaining
+                    if result.next_expiry_ms is not None:  # wake up when the next typing user expires
+                        until_expiry = result.next_expiry_ms / 1000 - time.time() + TYPING_EXPIRY_SLACK_S
+                        wait_s = min(remaining, max(0.0, until_expiry))
+                    woken = await waiter.wait(after_pos=result.next_pos, timeout_s=wait_s)
+                    if not woken and wait_s >= remaining:
+                        break
                 # Woken: read again from where the empty answer ended (nothing relevant before it).
                 result = await run_db(build_sync_response, user=user, device_pk=device_pk,
                                       since=result.next_pos, sync_filter=sync_filter)
+            await _announce_expired_typing(result)
         return JsonResponse(result.body)
     except MatrixError as err:
         return matrix_error_response(err)
+
+
+async def _announce_expired_typing(result: SyncResult) -> None:
+    """The read found typing rows past their expiry (and did not show them): announce the change."""
+    if result.expired_typing_rooms:
+        await run_db(expire_typing, room_ids=result.expired_typing_rooms)
 
 
 class CreateFilterView(MatrixAPIView):

@@ -12,7 +12,7 @@ until it is classified here.
     layer 4 interface  layer <= 4 (views, serializers, urls, admin, commands, DRF/HTTP glue)
     layer 5 wiring     anything (settings, root urls, asgi/wsgi); nothing imports it
 
-Within one layer of layers 1-4 the app order matrixsrv < accounts < events < rooms < sync applies:
+Within one layer of layers 1-4 the app order matrixsrv < accounts < events < rooms < ephemeral < sync applies:
 ``rooms.actions`` may import ``events.actions``, never the reverse. Importing a lower layer of any
 app is always allowed.
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("matrixsrv", "accounts", "push", "events", "rooms", "sync")
+PACKAGES = ("matrixsrv", "accounts", "push", "events", "rooms", "e2ee", "sync")
 APP_ORDER = {name: i for i, name in enumerate(PACKAGES)}
 
 # Pure modules (DESIGN 4.1 principle 3). Listed ones that do not exist yet are simply absent.
@@ -77,6 +77,7 @@ LAYERS: list[tuple[str, int]] = [
     ("events/notify.py", 3),
     ("accounts/uia.py", 3),  # user-interactive auth sessions (writes UIASession)
     ("sync/account_data.py", 3),  # account data and tag writes (after events.notify in the app order)
+    ("e2ee/backup.py", 3),  # server-side key backups: their few reads and writes together
     # 4: interface
     ("*/serializers.py", 4),
     ("*/views.py", 4),

@@ -1,0 +1,106 @@
+"""Reads of typing notifications and receipts for /sync (called by sync.selectors): one query,
+whatever the number of rooms."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import CharField, IntegerField, Q, Value
+
+from ephemeral.models import Receipt, Typing
+
+TYPING = "m.typing"
+RECEIPT = "m.receipt"
+READ = "m.read"
+READ_PRIVATE = "m.read.private"
+_TYPING_ROW, _RECEIPT_ROW = 0, 1
+
+
+@dataclass
+class RoomEphemeral:
+    """Each room's ephemeral events for one sync, and what the long-poll needs about typing expiry."""
+
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # The earliest expiry (ms since the epoch) of someone typing in these rooms: a waiting /sync must
+    # re-read then, so the expiry reaches its client on time without any request to trigger it.
+    next_expiry_ms: int | None = None
+    # Rooms with expired typing rows whose change is not announced yet (ephemeral.actions.expire_typing).
+    expired_rooms: frozenset[str] = frozenset()
+
+
+def load_room_ephemeral(
+    *,
+    user_pk: int,
+    room_ids: list[str],
+    since: int | None,
+    head: int,
+    now_ms: int,
+    ignored: frozenset[str] = frozenset(),
+) -> RoomEphemeral:
+    """``m.typing`` for the rooms whose typing set changed in ``(since, head]`` (initial sync: where
+    someone is typing), with the whole current set; ``m.receipt`` with the receipts changed in
+    ``(since, head]`` (initial sync: all of them, each being the user's latest). Private receipts go to
+    their owner only; ignored users' typing and receipts are not sent."""
+    result = RoomEphemeral()
+    if not room_ids:
+        return result
+    events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+    # One query (UNION ALL): every typing row that may matter (active, or changed after ``since``)
+    # and the receipts to send. Columns: kind, room, user, expiry | ts, position, type, thread, event.
+    typing_rows = Typing.objects.filter(room_id__in=room_ids).filter(
+        Q(expires_at_ms__gt=0) if since is None else Q(expires_at_ms__gt=0) | Q(stream_pos__gt=since)
+    )
+    receipts = Receipt.objects.filter(room_id__in=room_ids, stream_pos__lte=head).filter(
+        ~Q(receipt_type=READ_PRIVATE) | Q(user_id=user_pk)
+    )
+    if since is not None:
+        receipts = receipts.filter(stream_pos__gt=since)
+    blank = Value("", output_field=CharField())
+    rows = (
+        typing_rows.annotate(
+            kind=Value(_TYPING_ROW, output_field=IntegerField()), rt=blank, th=blank, ev=blank
+        )
+        .values_list("kind", "room_id", "mxid", "expires_at_ms", "stream_pos", "rt", "th", "ev")
+        .union(
+            receipts.annotate(kind=Value(_RECEIPT_ROW, output_field=IntegerField())).values_list(
+                "kind", "room_id", "mxid", "ts", "stream_pos", "receipt_type", "thread_id", "event_id"
+            ),
+            all=True,
+        )
+    )
+
+    typing_now: dict[str, list[str]] = defaultdict(list)
+    changed: set[str] = set()
+    expired: set[str] = set()
+    next_expiry: int | None = None
+    content: dict[str, dict[str, Any]] = defaultdict(dict)
+    for kind, room_id, mxid, number, pos, receipt_type, thread_id, event_id in sorted(
+        rows, key=lambda r: r[4]
+    ):
+        if kind == _TYPING_ROW:
+            if since is not None and since < pos <= head:
+                changed.add(room_id)
+            if number > now_ms:
+                next_expiry = number if next_expiry is None else min(next_expiry, number)
+                if mxid not in ignored:
+                    typing_now[room_id].append(mxid)
+            elif number > 0:
+                expired.add(room_id)
+        elif mxid not in ignored:
+            data: dict[str, Any] = {"ts": number}
+            if thread_id:
+                data["thread_id"] = thread_id
+            # Several threads' receipts of one user on one event: the last one written wins (rare).
+            content[room_id].setdefault(event_id, {}).setdefault(receipt_type, {})[mxid] = data
+    for room_id in sorted(set(typing_now) if since is None else changed):
+        events[room_id].append({"type": TYPING, "content": {"user_ids": typing_now.get(room_id, [])}})
+    for room_id, room_content in content.items():
+        events[room_id].append({"type": RECEIPT, "content": room_content})
+
+    result.events = dict(events)
+    result.next_expiry_ms = next_expiry
+    result.expired_rooms = frozenset(expired)
+    return result
