@@ -151,21 +151,42 @@ class User:
     device_id: str
 
 
-class Matrix:
-    """Just the calls the scenarios need, over one aiohttp session (keep-alive connections)."""
+def split_base_urls(value: str) -> list[str]:
+    """``--base-url``: one URL, or several comma-separated (workers of one server, sharing its database)."""
+    return [u.strip().rstrip("/") for u in value.split(",") if u.strip()]
 
-    def __init__(self, base_url: str, session: aiohttp.ClientSession, timeout: float,
+
+class Matrix:
+    """Just the calls the scenarios need, over one aiohttp session (keep-alive connections).
+
+    With several base URLs (the workers of one homeserver), requests go round-robin over them unless
+    a call pins one with ``base=``.
+    """
+
+    def __init__(self, base_url: str | list[str], session: aiohttp.ClientSession, timeout: float,
                  cpu: CpuProbe | None = None) -> None:
         self.cpu = cpu or CpuProbe([])
-        self.base = base_url.rstrip("/")
+        self.bases = split_base_urls(base_url) if isinstance(base_url, str) else [u.rstrip("/") for u in base_url]
+        if not self.bases:
+            raise ValueError("no base URL")
+        self.base = self.bases[0]
+        self._next = 0
         self.session = session
         self.timeout = aiohttp.ClientTimeout(total=timeout)
 
+    def pick(self) -> str:
+        """The next base URL, round-robin."""
+        base = self.bases[self._next % len(self.bases)]
+        self._next += 1
+        return base
+
     async def request(self, method: str, path: str, body: Any = None, token: str | None = None,
-                      params: dict[str, str] | None = None) -> dict[str, Any]:
+                      params: dict[str, str] | None = None, *, base: str | None = None,
+                      timeout: aiohttp.ClientTimeout | None = None) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with self.session.request(method, self.base + path, json=body, headers=headers, params=params,
-                                        timeout=self.timeout) as resp:
+        url = (base or self.pick()) + path
+        async with self.session.request(method, url, json=body, headers=headers, params=params,
+                                        timeout=timeout or self.timeout) as resp:
             text = await resp.text()
             if resp.status != 200:
                 raise HttpError(method, path, resp.status, text)
@@ -192,10 +213,26 @@ class Matrix:
     async def join(self, user: User, room_id: str) -> None:
         await self.request("POST", f"{CLIENT}/join/{quote(room_id, safe='')}", {}, user.access_token)
 
-    async def send_text(self, user: User, room_id: str, txn_id: str, body: str) -> str:
+    async def send_text(self, user: User, room_id: str, txn_id: str, body: str, *, base: str | None = None) -> str:
         path = f"{CLIENT}/rooms/{quote(room_id, safe='')}/send/m.room.message/{quote(txn_id, safe='')}"
-        data = await self.request("PUT", path, {"msgtype": "m.text", "body": body}, user.access_token)
+        data = await self.request("PUT", path, {"msgtype": "m.text", "body": body}, user.access_token, base=base)
         return data["event_id"]
+
+    async def sync(self, user: User, *, since: str | None = None, timeout_ms: int | None = None,
+                   filter: str | None = None, base: str | None = None) -> dict[str, Any]:
+        """GET /sync; a long-poll gets ``timeout_ms`` plus the usual request timeout."""
+        params: dict[str, str] = {}
+        if since is not None:
+            params["since"] = since
+        if timeout_ms is not None:
+            params["timeout"] = str(timeout_ms)
+        if filter is not None:
+            params["filter"] = filter
+        timeout = None
+        if timeout_ms:
+            timeout = aiohttp.ClientTimeout(total=(self.timeout.total or 60) + timeout_ms / 1000)
+        return await self.request("GET", f"{CLIENT}/sync", params=params, token=user.access_token, base=base,
+                                  timeout=timeout)
 
     async def messages(self, user: User, room_id: str, *, limit: int, from_token: str | None) -> dict[str, Any]:
         params = {"dir": "b", "limit": str(limit)}
@@ -225,11 +262,16 @@ async def register_users(mx: Matrix, n: int, *, concurrency: int = 5) -> list[Us
     return list(await asyncio.gather(*(one(i) for i in range(n))))
 
 
-async def room_with_members(mx: Matrix, users: list[User]) -> str:
-    """users[0] creates a public room; everyone else joins it."""
+async def room_with_members(mx: Matrix, users: list[User], *, concurrency: int = 1) -> str:
+    """users[0] creates a public room; everyone else joins it (``concurrency`` joins at a time)."""
     room_id = await mx.create_room(users[0], preset="public_chat", name="matrix_bench")
-    for user in users[1:]:
-        await mx.join(user, room_id)
+    sem = asyncio.Semaphore(concurrency)
+
+    async def join(user: User) -> None:
+        async with sem:
+            await mx.join(user, room_id)
+
+    await asyncio.gather(*(join(u) for u in users[1:]))
     return room_id
 
 
@@ -271,15 +313,8 @@ class Scenario:
 
 SCENARIOS: dict[str, Scenario] = {}
 
-# Later, with the same shape (setup, then a bounded timed phase, then a JSON-able result):
-#   sync_fanout      N users long-poll /sync in one room; one sends; time until every waiter returns
-#   initial_sync     a user in R rooms with E events each; time GET /sync without since
-#   incremental_sync time GET /sync?since=<token> after k new events in R rooms
-PLANNED = {
-    "sync_fanout": "N long-polling /sync clients in one room, one sender: wake-up latency per client",
-    "initial_sync": "GET /sync without since for a user in many rooms",
-    "incremental_sync": "GET /sync?since=... after a few new events",
-}
+# Scenarios to come, listed by --list (same shape: setup, a bounded timed phase, a JSON-able result).
+PLANNED: dict[str, str] = {}
 
 
 def scenario(name: str, help: str):
@@ -383,6 +418,258 @@ async def run_messages(mx: Matrix, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+# -- /sync scenarios -------------------------------------------------------------------------------
+
+LIMIT1_FILTER = json.dumps({"room": {"timeline": {"limit": 1}}}, separators=(",", ":"))
+
+
+def _timeline(body: dict[str, Any], room_id: str) -> list[dict[str, Any]]:
+    room = (((body.get("rooms") or {}).get("join") or {}).get(room_id)) or {}
+    return (room.get("timeline") or {}).get("events") or []
+
+
+@scenario("sync_fanout", "N users long-poll /sync in one room, one sends: time until the LAST waiter has the event")
+async def run_sync_fanout(mx: Matrix, args: argparse.Namespace) -> dict[str, Any]:
+    """Waiter ``i`` talks to base URL ``i mod len(bases)`` (half on each of two workers), the sender to
+    the first. Each round: wait until every waiter has re-issued its long-poll, give the server
+    ``--fanout-settle`` seconds to park them, send one message, and record for each waiter the
+    time from the send's start until its /sync answer carrying that message arrived."""
+    deadline = time.monotonic() + args.time_limit
+    t0 = time.perf_counter()
+    n = args.fanout_users
+    users = await register_users(mx, n + 1)
+    sender, waiters = users[0], users[1:]
+    room_id = await room_with_members(mx, users, concurrency=5)
+    home = [mx.bases[i % len(mx.bases)] for i in range(n)]
+    sender_base = mx.bases[0]
+    tag = secrets.token_hex(4)
+    errors = Errors()
+
+    # Starting tokens, taken once everyone has joined (so no join wakes anybody later).
+    sem = asyncio.Semaphore(10)
+
+    async def first_token(i: int) -> str:
+        async with sem:
+            return (await mx.sync(waiters[i], filter=LIMIT1_FILTER, base=home[i]))["next_batch"]
+
+    tokens = list(await asyncio.gather(*(first_token(i) for i in range(n))))
+    setup_s = time.perf_counter() - t0
+
+    rounds = args.fanout_rounds
+    arrivals: list[dict[int, float]] = [{} for _ in range(rounds)]  # round -> waiter -> perf_counter
+    polling: set[int] = set()  # waiters with a long-poll in flight
+    prefix = f"fanout {tag} "
+
+    async def waiter_loop(i: int) -> None:
+        since, user = tokens[i], waiters[i]
+        while time.monotonic() < deadline:
+            polling.add(i)
+            try:
+                body = await mx.sync(user, since=since, timeout_ms=args.fanout_timeout, base=home[i])
+            except HttpError as exc:
+                errors.add(f"http_{exc.status}", str(exc))
+                await asyncio.sleep(0.5)
+                continue
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                errors.add(type(exc).__name__, repr(exc))
+                await asyncio.sleep(0.5)
+                continue
+            finally:
+                polling.discard(i)
+            now = time.perf_counter()
+            since = body.get("next_batch", since)
+            for event in _timeline(body, room_id):
+                text = (event.get("content") or {}).get("body")
+                if isinstance(text, str) and text.startswith(prefix):
+                    k = int(text[len(prefix):])
+                    if 0 <= k < rounds:
+                        arrivals[k].setdefault(i, now)
+
+    async def all_ready(k: int, limit: float) -> bool:
+        """Every waiter got round k-1 (if any) and has its next long-poll in flight."""
+        while time.monotonic() < limit:
+            if len(polling) == n and (k == 0 or len(arrivals[k - 1]) == n):
+                return True
+            await asyncio.sleep(0.005)
+        return False
+
+    tasks = [asyncio.create_task(waiter_loop(i)) for i in range(n)]
+    last_ms: list[float] = []
+    first_ms: list[float] = []
+    each_ms: list[float] = []
+    send_ms: list[float] = []
+    incomplete = 0
+    mx.cpu.start()
+    try:
+        for k in range(rounds):
+            round_limit = min(deadline, time.monotonic() + args.fanout_round_timeout)
+            if not await all_ready(k, round_limit):
+                errors.add("not_ready", f"round {k}: only {len(polling)}/{n} waiters polling")
+                if time.monotonic() >= deadline:
+                    break
+            await asyncio.sleep(args.fanout_settle)
+            sent_at = time.perf_counter()
+            try:
+                await mx.send_text(sender, room_id, f"{tag}.{k}", f"{prefix}{k}", base=sender_base)
+            except (HttpError, TimeoutError, aiohttp.ClientError) as exc:
+                errors.add("send", repr(exc))
+                continue
+            send_ms.append((time.perf_counter() - sent_at) * 1000)
+            while len(arrivals[k]) < n and time.monotonic() < round_limit:
+                await asyncio.sleep(0.002)
+            got = [(t - sent_at) * 1000 for t in arrivals[k].values()]
+            each_ms += got
+            if len(got) < n:
+                incomplete += 1
+                errors.add("missed", f"round {k}: {n - len(got)} of {n} waiters never got the message")
+                continue
+            last_ms.append(max(got))
+            first_ms.append(min(got))
+    finally:
+        cpu = mx.cpu.stop(rounds * (n + 1))
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return {
+        "cpu": cpu,
+        "params": {"waiters": n, "rounds": rounds, "timeout_ms": args.fanout_timeout,
+                   "settle_s": args.fanout_settle, "bases": len(mx.bases)},
+        "setup_s": round(setup_s, 2),
+        "rounds_complete": len(last_ms), "rounds_incomplete": incomplete,
+        "last_waiter": latency_summary(last_ms),
+        "first_waiter": latency_summary(first_ms),
+        "every_waiter": latency_summary(each_ms),
+        "send": latency_summary(send_ms),
+        "errors": errors.as_dict(),
+    }
+
+
+@dataclass
+class ManyRooms:
+    user: User
+    rooms: list[str]
+
+
+_many_rooms: dict[tuple[Any, ...], ManyRooms] = {}
+
+
+async def many_rooms_user(mx: Matrix, args: argparse.Namespace, deadline: float) -> ManyRooms:
+    """One user in ``--rooms`` private rooms with ``--room-messages`` messages each (set up once per
+    server and shared by initial_sync and incremental_sync in one invocation)."""
+    key = (tuple(mx.bases), args.rooms, args.room_messages)
+    if key in _many_rooms:
+        return _many_rooms[key]
+    user = (await register_users(mx, 1))[0]
+    # The rooms one after another: in room v12 the room ID is the create event's hash, and one user's
+    # identical createRoom requests within the same millisecond collide (Synapse retries with
+    # another origin_server_ts; matrixsrv answered 400 "Room ID collision" when this was written).
+    rooms = []
+    for r in range(args.rooms):
+        if time.monotonic() > deadline:
+            raise TimeoutError("--time-limit reached while setting up rooms")
+        rooms.append(await mx.create_room(user, preset="private_chat", name=f"matrix_bench {r}"))
+    sem = asyncio.Semaphore(8)
+
+    async def fill(r: int) -> None:
+        async with sem:
+            for m in range(args.room_messages):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("--time-limit reached while filling rooms")
+                await mx.send_text(user, rooms[r], f"fill.{r}.{m}", f"message {m} in room {r}")
+
+    await asyncio.gather(*(fill(r) for r in range(args.rooms)))
+    world = ManyRooms(user, rooms)
+    _many_rooms[key] = world
+    return world
+
+
+@scenario("initial_sync", "one user in R rooms of E messages: GET /sync without since, full and timeline limit 1")
+async def run_initial_sync(mx: Matrix, args: argparse.Namespace) -> dict[str, Any]:
+    """Each repeat asks for the full initial sync (default filter) and then the one with filter
+    ``{"room":{"timeline":{"limit":1}}}``. Every request carries a different ``timeout`` (ignored by an
+    initial sync) so that Synapse's /sync response cache (keyed on it; 2 min by default) can't
+    answer a repeat from memory."""
+    deadline = time.monotonic() + args.time_limit
+    t0 = time.perf_counter()
+    world = await many_rooms_user(mx, args, deadline)
+    setup_s = time.perf_counter() - t0
+    errors = Errors()
+    timed: dict[str, list[float]] = {"full": [], "limit1": []}
+    shape: dict[str, dict[str, Any]] = {}
+    mx.cpu.start()
+    nonce = int(time.time()) % 100_000 * 100
+    for i in range(args.sync_repeats):
+        if time.monotonic() > deadline:
+            errors.add("time_limit", f"stopped after {i} repeats: --time-limit reached")
+            break
+        for variant, flt in (("full", None), ("limit1", LIMIT1_FILTER)):
+            nonce += 1
+            t = time.perf_counter()
+            try:
+                body = await mx.sync(world.user, timeout_ms=nonce, filter=flt)
+            except (HttpError, TimeoutError, aiohttp.ClientError) as exc:
+                errors.add(type(exc).__name__, repr(exc))
+                continue
+            timed[variant].append((time.perf_counter() - t) * 1000)
+            joined = (body.get("rooms") or {}).get("join") or {}
+            shape[variant] = {
+                "rooms": len(joined),
+                "timeline_events": sum(len(_timeline(body, r)) for r in joined),
+                "bytes": len(json.dumps(body)),
+            }
+            if len(joined) < args.rooms:
+                errors.add("short", f"{variant}: {len(joined)} of {args.rooms} rooms")
+    cpu = mx.cpu.stop(sum(len(v) for v in timed.values()))
+    return {
+        "cpu": cpu,
+        "params": {"rooms": args.rooms, "room_messages": args.room_messages, "repeats": args.sync_repeats},
+        "setup_s": round(setup_s, 2),
+        "full": {**latency_summary(timed["full"]), **shape.get("full", {})},
+        "limit1": {**latency_summary(timed["limit1"]), **shape.get("limit1", {})},
+        "errors": errors.as_dict(),
+    }
+
+
+@scenario("incremental_sync", "the initial_sync user: one new message in one room, then GET /sync?since=&timeout=0")
+async def run_incremental_sync(mx: Matrix, args: argparse.Namespace) -> dict[str, Any]:
+    deadline = time.monotonic() + args.time_limit
+    t0 = time.perf_counter()
+    world = await many_rooms_user(mx, args, deadline)
+    since = (await mx.sync(world.user, filter=LIMIT1_FILTER))["next_batch"]
+    setup_s = time.perf_counter() - t0
+    errors = Errors()
+    timed: list[float] = []
+    tag = secrets.token_hex(3)
+    cpu_requests = 0
+    mx.cpu.start()
+    for i in range(args.incremental_repeats):
+        if time.monotonic() > deadline:
+            errors.add("time_limit", f"stopped after {i} repeats: --time-limit reached")
+            break
+        room_id = world.rooms[i % len(world.rooms)]
+        try:
+            event_id = await mx.send_text(world.user, room_id, f"inc.{tag}.{i}", f"incremental {i}")
+            t = time.perf_counter()
+            body = await mx.sync(world.user, since=since, timeout_ms=0)
+            timed.append((time.perf_counter() - t) * 1000)
+        except (HttpError, TimeoutError, aiohttp.ClientError) as exc:
+            errors.add(type(exc).__name__, repr(exc))
+            continue
+        finally:
+            cpu_requests += 2
+        since = body.get("next_batch", since)
+        if event_id not in [e.get("event_id") for e in _timeline(body, room_id)]:
+            errors.add("missing", f"repeat {i}: the new event isn't in the incremental sync")
+    cpu = mx.cpu.stop(cpu_requests)
+    return {
+        "cpu": cpu,
+        "params": {"rooms": args.rooms, "room_messages": args.room_messages, "repeats": args.incremental_repeats},
+        "setup_s": round(setup_s, 2),
+        "sync": latency_summary(timed),
+        "errors": errors.as_dict(),
+    }
+
+
 # -- output ----------------------------------------------------------------------------------------
 
 def _fmt(v: Any) -> str:
@@ -412,6 +699,19 @@ def print_table(summary: dict[str, Any]) -> None:
             w = r["walk"]
             rows += [("newest page", r["newest_page"]), ("walk page", w), ("all pages", r["page"])]
             print(f"   walk: {w['pages']} pages, {w['events']} events, reached start: {w['reached_start']}")
+    elif summary["scenario"] == "sync_fanout":
+        p = r["params"]
+        print(f"   {p['waiters']} waiters over {p['bases']} base URL(s), {r['rounds_complete']} of {p['rounds']} "
+              f"rounds complete; ms from the send's start until the waiter's /sync answer arrived")
+        rows += [("last waiter", r["last_waiter"]), ("first waiter", r["first_waiter"]),
+                 ("every waiter", r["every_waiter"]), ("PUT /send", r["send"])]
+    elif summary["scenario"] == "initial_sync":
+        p = r["params"]
+        print(f"   one user in {p['rooms']} rooms of {p['room_messages']} messages; "
+              f"full: {r['full'].get('bytes')} bytes, limit 1: {r['limit1'].get('bytes')} bytes")
+        rows += [("full", r["full"]), ("limit 1", r["limit1"])]
+    elif summary["scenario"] == "incremental_sync":
+        rows.append(("since, t=0", r["sync"]))
     cpu = r.get("cpu") or {}
     if cpu.get("server_cpu_s") is not None:
         print(f"   server CPU {cpu['server_cpu_s']} s ({cpu['server_cores']} cores) = "
@@ -421,8 +721,8 @@ def print_table(summary: dict[str, Any]) -> None:
     if rows:
         cols = ["n", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"]
         print("   " + f"{'':<14}" + "".join(f"{c:>10}" for c in cols))
-        for name, s in rows:
-            print("   " + f"{name:<14}" + "".join(f"{_fmt(s.get(c)):>10}" for c in cols))
+        for name, row in rows:
+            print("   " + f"{name:<14}" + "".join(f"{_fmt(row.get(c)):>10}" for c in cols))
     err = r.get("errors", {})
     if err.get("total"):
         print(f"   errors: {err['by_kind']}  e.g. {err['samples'][:2]}")
@@ -443,7 +743,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenario", nargs="?", help="a scenario name, or 'all' (see --list)")
-    p.add_argument("--base-url", default="http://127.0.0.1:8008", help="the homeserver (default %(default)s)")
+    p.add_argument("--base-url", default="http://127.0.0.1:8008",
+                   help="the homeserver (default %(default)s); several comma-separated URLs (the workers of "
+                        "one server) are used round-robin")
     p.add_argument("--label", default="", help="free text stored with the result, e.g. 'matrixsrv-pg'")
     p.add_argument("--json-out", help="append each scenario's JSON summary line to this file")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
@@ -461,30 +763,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--events", type=int, default=1000, help="events in the room (default %(default)s)")
     g.add_argument("--limit", type=int, default=100, help="events per page (default %(default)s)")
     g.add_argument("--repeats", type=int, default=20, help="times to fetch the newest page (default %(default)s)")
+    g = p.add_argument_group("sync_fanout")
+    g.add_argument("--fanout-users", type=int, default=100, help="long-polling waiters (default %(default)s)")
+    g.add_argument("--fanout-rounds", type=int, default=20, help="messages sent, one per round (default %(default)s)")
+    g.add_argument("--fanout-timeout", type=int, default=30000, help="/sync timeout in ms (default %(default)s)")
+    g.add_argument("--fanout-settle", type=float, default=2.0,
+                   help="seconds between every waiter re-issuing its long-poll and the send (default %(default)s)")
+    g.add_argument("--fanout-round-timeout", type=float, default=30.0,
+                   help="seconds a round may take before it counts as incomplete (default %(default)s)")
+    g = p.add_argument_group("initial_sync and incremental_sync")
+    g.add_argument("--rooms", type=int, default=50, help="rooms the user is in (default %(default)s)")
+    g.add_argument("--room-messages", type=int, default=20, help="messages per room (default %(default)s)")
+    g.add_argument("--sync-repeats", type=int, default=10,
+                   help="initial syncs of each kind (default %(default)s)")
+    g.add_argument("--incremental-repeats", type=int, default=20,
+                   help="new message + incremental sync pairs (default %(default)s)")
     args = p.parse_args(argv)
-    for name in ("users", "per_sender", "events", "limit", "repeats"):
+    for name in ("users", "per_sender", "events", "limit", "repeats", "fanout_users", "fanout_rounds",
+                 "rooms", "room_messages", "sync_repeats", "incremental_repeats"):
         if not 1 <= getattr(args, name) <= 100_000:
             p.error(f"--{name.replace('_', '-')} must be between 1 and 100000")
     if args.list or not args.scenario:
         return args
     if args.scenario != "all" and args.scenario not in SCENARIOS:
         p.error(f"unknown scenario {args.scenario!r}; choose from {', '.join(SCENARIOS)} or all")
-    if not args.allow_remote and not _is_loopback(args.base_url):
-        p.error(f"{args.base_url} is not a loopback address; pass --allow-remote for a server you own")
+    if not 0 <= args.fanout_timeout <= 300_000 or not 0 <= args.fanout_settle <= 60:
+        p.error("--fanout-timeout must be 0..300000 ms and --fanout-settle 0..60 s")
+    bases = split_base_urls(args.base_url)
+    if not bases:
+        p.error("--base-url is empty")
+    for base in bases:
+        if not args.allow_remote and not _is_loopback(base):
+            p.error(f"{base} is not a loopback address; pass --allow-remote for a server you own")
     return args
 
 
 async def run(args: argparse.Namespace) -> int:
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     failed = 0
-    connector = aiohttp.TCPConnector(limit=max(args.users, 10) + 10)
+    # Enough connections for every concurrent request: the senders, or the long-polling waiters.
+    connector = aiohttp.TCPConnector(limit=max(args.users, args.fanout_users, 10) + 20)
     async with aiohttp.ClientSession(connector=connector) as session:
         mx = Matrix(args.base_url, session, args.request_timeout, CpuProbe(args.server_pid))
-        try:
-            versions = await mx.request("GET", "/_matrix/client/versions")
-        except (TimeoutError, HttpError, aiohttp.ClientError) as exc:
-            print(f"{args.base_url} doesn't answer /_matrix/client/versions: {exc!r}", file=sys.stderr)
-            return 2
+        for base in mx.bases:
+            try:
+                versions = await mx.request("GET", "/_matrix/client/versions", base=base)
+            except (TimeoutError, HttpError, aiohttp.ClientError) as exc:
+                print(f"{base} doesn't answer /_matrix/client/versions: {exc!r}", file=sys.stderr)
+                return 2
         server = (versions.get("server") or {}) if isinstance(versions, dict) else {}
         for name in names:
             started = time.time()

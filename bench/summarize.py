@@ -28,6 +28,16 @@ METRICS: list[tuple[str, str, tuple[str, ...], bool]] = [
     ("/messages page p50 ms", "messages", ("page", "p50_ms"), False),
     ("/messages page p99 ms", "messages", ("page", "p99_ms"), False),
     ("/messages server CPU ms/req", "messages", ("cpu", "server_cpu_ms_per_request"), False),
+    ("fanout last waiter p50 ms", "sync_fanout", ("last_waiter", "p50_ms"), False),
+    ("fanout last waiter p99 ms", "sync_fanout", ("last_waiter", "p99_ms"), False),
+    ("fanout every waiter p50 ms", "sync_fanout", ("every_waiter", "p50_ms"), False),
+    ("fanout server CPU ms/req", "sync_fanout", ("cpu", "server_cpu_ms_per_request"), False),
+    ("initial sync full p50 ms", "initial_sync", ("full", "p50_ms"), False),
+    ("initial sync full p99 ms", "initial_sync", ("full", "p99_ms"), False),
+    ("initial sync limit 1 p50 ms", "initial_sync", ("limit1", "p50_ms"), False),
+    ("initial sync limit 1 p99 ms", "initial_sync", ("limit1", "p99_ms"), False),
+    ("incremental sync p50 ms", "incremental_sync", ("sync", "p50_ms"), False),
+    ("incremental sync p99 ms", "incremental_sync", ("sync", "p99_ms"), False),
 ]
 
 
@@ -43,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("files", nargs="+")
     p.add_argument("--baseline", help="label to divide by (ratio columns)")
+    p.add_argument("--ranges", action="store_true", help="show min-max of the runs instead of n")
     args = p.parse_args(argv)
 
     values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -77,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         for lb in labels:
             v = med[lb].get(title)
             n = len(values[lb].get(title, []))
-            cells.append("-" if v is None else f"{v:,.1f} (n={n})")
+            vs = values[lb].get(title, [])
+            extra = f"{min(vs):,.1f}–{max(vs):,.1f}" if args.ranges and vs else f"n={n}"
+            cells.append("-" if v is None else f"{v:,.1f} ({extra})")
         if args.baseline in med:
             base = med[args.baseline].get(title)
             for lb in labels:
