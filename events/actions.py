@@ -37,6 +37,7 @@ from matrixsrv.rawsql import fetch_one
 from rooms.models import Membership, Room
 from rooms.selectors import LockedRoom, lock_room
 
+MAX_ROOM_ID_ATTEMPTS = 20
 MAX_EVENT_BYTES = 65536  # spec: events are at most 64 KiB in canonical JSON
 
 
@@ -240,18 +241,25 @@ def create_room_with_create_event(*, creator: User, version: RoomVersion, conten
     draft = EventDraft(type=EventTypes.CREATE, sender=creator.mxid, content=content, state_key="")
     check_event_allowed(draft, {}, version, room_creators=None)
     ts = _now_ms()
-    if version.room_id_is_create_event_hash:
-        pdu = _build_pdu(None, None, draft, [], version, ts)
-        room_id = room_id_for_create_event(pdu, version)
+    for _attempt in range(MAX_ROOM_ID_ATTEMPTS):
+        if version.room_id_is_create_event_hash:
+            pdu = _build_pdu(None, None, draft, [], version, ts)
+            room_id = room_id_for_create_event(pdu, version)
+        else:
+            room_id = _legacy_room_id()
+            pdu = _build_pdu(None, room_id, draft, [], version, ts)
+        _check_size(pdu)
+        try:
+            with transaction.atomic():
+                room = Room.objects.create(room_id=room_id, version=version.identifier, creator=creator.mxid)
+            break
+        except IntegrityError:
+            # v12: the same user creating identical rooms in the same millisecond gets the same
+            # create-event hash, so the same room ID. Perturb origin_server_ts and try again (as
+            # Synapse does); for older versions a new random ID.
+            ts += 1
     else:
-        room_id = _legacy_room_id()
-        pdu = _build_pdu(None, room_id, draft, [], version, ts)
-    _check_size(pdu)
-    try:
-        with transaction.atomic():
-            room = Room.objects.create(room_id=room_id, version=version.identifier, creator=creator.mxid)
-    except IntegrityError:  # pragma: no cover - 18 random letters colliding
-        raise Forbidden("Room ID collision, try again") from None
+        raise Forbidden("Could not allocate a room ID, try again")
     locked = lock_room(room.room_id)
     _persist(locked.room, version, pdu, draft, previous=None, send=SendContext(), notify_extra=[creator.pk])
     return locked

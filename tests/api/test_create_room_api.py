@@ -420,3 +420,16 @@ def test_create_event_cannot_come_from_initial_state(matrix: MatrixClient, alice
     )
     assert resp.status_code == 400, resp.content
     assert Room.objects.count() == 0
+
+
+def test_identical_v12_rooms_created_in_the_same_millisecond_get_different_ids(
+    matrix: MatrixClient, alice: TestUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The v12 room ID is the create event's hash: same creator, content and timestamp → same ID.
+    from events import actions as event_actions
+
+    monkeypatch.setattr(event_actions, "_now_ms", lambda: 1_700_000_000_000)
+    first = matrix.post("createRoom", {"preset": "private_chat"}, token=alice).json()["room_id"]
+    second = matrix.post("createRoom", {"preset": "private_chat"}, token=alice).json()["room_id"]
+    assert first != second
+    assert matrix.get("joined_rooms", token=alice).json()["joined_rooms"] == sorted([first, second])
