@@ -53,13 +53,6 @@ def find_local_user(identifier: str) -> User | None:
     return User.objects.filter(localpart=identifier.lower()).first()
 
 
-def get_local_user_by_mxid(mxid: str) -> User:
-    user = User.objects.filter(mxid=mxid).first()
-    if user is None:
-        raise NotFound("Unknown user")
-    return user
-
-
 def list_devices(user: User) -> list[Device]:
     return list(Device.objects.filter(user=user).order_by("device_id"))
 

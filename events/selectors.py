@@ -52,12 +52,6 @@ def current_state_events(room_id: str, *, types: Iterable[str] | None = None) ->
     return list(qs.order_by("stream_pos"))
 
 
-def current_state_content(room_id: str, event_type: str, state_key: str = "") -> dict | None:
-    row = CurrentState.objects.filter(room_id=room_id, type=event_type, state_key=state_key).select_related("event")
-    first = row.first()
-    return first.event.content if first else None
-
-
 def get_event(event_id: str, *, room_id: str | None = None) -> Event:
     qs = Event.objects.filter(event_id=event_id)
     if room_id is not None:

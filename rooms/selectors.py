@@ -87,15 +87,6 @@ def require_joined(room_id: str, mxid: str) -> None:
         raise Forbidden("You are not joined to this room")
 
 
-def joined_member_pks(room_id: str) -> list[int]:
-    """Primary keys of the local users joined to the room: whom a new event must wake."""
-    return list(
-        Membership.objects.filter(room_id=room_id, membership="join", user__isnull=False).values_list(
-            "user_id", flat=True
-        )
-    )
-
-
 def joined_room_ids(user_pk: int) -> list[str]:
     return list(Membership.objects.filter(user_id=user_pk, membership="join").values_list("room_id", flat=True))
 

@@ -29,5 +29,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Separate names let several test runs share one PostgreSQL server without colliding.
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("MATRIX_TEST_DB_NAME", "test_matrixsrv")}
 elif DATABASES["default"]["ENGINE"] == "matrixsrv.sqlite":
-    # pytest-django's SQLite test database lives in memory; the file options don't apply to it.
-    DATABASES["default"]["TEST"] = {"NAME": None}
+    # A file, as in production: an in-memory test database is shared between threads through
+    # SQLite's shared cache, whose table locks fail at once ("database table is locked") instead of
+    # waiting, which made the tests with concurrent writers flaky.
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"matrixsrv-test-{os.getpid()}.sqlite3")
+    }
