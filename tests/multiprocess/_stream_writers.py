@@ -25,7 +25,11 @@ def _setup_django(database_url: str) -> None:
 def _install_unordered_allocator(sequence: str, delay_s: float) -> None:
     """Negative control only: replace the commit-ordered allocator with a bare sequence and a delay
     between allocating and committing, the pattern behind Synapse #7206/#14158. A reader using
-    ``max(stream_pos)`` as its horizon can then see a higher position before a lower one commits."""
+    ``max(stream_pos)`` as its horizon can then see a higher position before a lower one commits.
+
+    Only odd positions wait: an even position allocated during that wait commits first, so the
+    overtaking happens on every overlap instead of depending on scheduling noise (with an equal
+    delay for all, the earlier allocation nearly always committed first and the control was flaky)."""
     from django.db import connection
 
     import events.actions
@@ -34,7 +38,8 @@ def _install_unordered_allocator(sequence: str, delay_s: float) -> None:
         with connection.cursor() as cur:
             cur.execute("SELECT nextval(%s)", [sequence])
             pos = int(cur.fetchone()[0])
-        time.sleep(delay_s)
+        if pos % 2:
+            time.sleep(delay_s)
         return pos
 
     events.actions.next_stream_position = unordered_next_stream_position
@@ -65,7 +70,7 @@ def write_events(
         from events.actions import send_message_event
 
         if unordered_sequence is not None:
-            _install_unordered_allocator(unordered_sequence, delay_s=0.003)
+            _install_unordered_allocator(unordered_sequence, delay_s=0.02)
         sender = User.objects.get(pk=sender_pk)
         connection.ensure_connection()
         ready.release()
