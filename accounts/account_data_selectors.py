@@ -6,18 +6,31 @@ from __future__ import annotations
 from typing import Any
 
 from accounts.models import AccountData, User
+from push.rules import default_ruleset
 
 IGNORED_USER_LIST = "m.ignored_user_list"
 TAG = "m.tag"
+# The user's push rules, written by push.actions on every change; a user who never changed a rule
+# has no row and gets the server defaults (spec: servers send push rules as this account data).
+PUSH_RULES = "m.push_rules"
+
+
+def default_global_account_data(user: User, type: str) -> dict[str, Any] | None:
+    """What the server answers for global account data the user has no row for: the default push
+    rules for ``m.push_rules``, nothing for any other type."""
+    return default_ruleset(user.mxid) if type == PUSH_RULES else None
 
 
 def find_account_data(user: User, *, room_id: str | None, type: str) -> dict[str, Any] | None:
     """The content of the user's account data ``type`` (global when ``room_id`` is None), or None."""
-    return (
+    content = (
         AccountData.objects.filter(user=user, room_id=room_id, type=type)
         .values_list("content", flat=True)
         .first()
     )
+    if content is None and room_id is None:
+        return default_global_account_data(user, type)
+    return content
 
 
 def ignored_users_in(content: object, *, own_mxid: str) -> frozenset[str]:

@@ -26,18 +26,15 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from accounts.actions import (
-    change_password,
     create_registration_token,
-    deactivate_user,
-    delete_devices,
     delete_registration_tokens,
-    logout,
     set_admin,
     update_device,
     update_registration_token,
 )
 from accounts.tokens import REGISTRATION_TOKEN_RE
 from accounts.models import Device, RegistrationToken, User
+from e2ee.actions import change_password, deactivate_user, delete_devices, logout  # + device-list changes
 from rooms.actions import set_profile
 
 # -- Helpers --------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ urlpatterns = [
     path("logout/all", views.LogoutAllView.as_view(), name="logout_all"),
     path("account/password", views.ChangePasswordView.as_view(), name="change_password"),
     path("account/deactivate", views.DeactivateAccountView.as_view(), name="deactivate_account"),
+    path("account/3pid", views.ThreePidsView.as_view(), name="account_3pid"),
     path("devices", views.DevicesView.as_view(), name="devices"),
     # <path:>: device IDs are opaque and may contain "/" (which arrives percent-decoded).
     path("devices/<path:device_id>", views.DeviceView.as_view(), name="device"),

@@ -19,6 +19,7 @@ from accounts.throttles import (
     RegistrationTokenValidityThrottle,
 )
 from accounts.uia import PASSWORD, REGISTRATION_TOKEN, registration_flows, require_user_interactive_auth
+from e2ee import actions as e2ee_actions  # device deletions: keys go too, a device-list change
 from matrixsrv.errors import (
     Forbidden,
     GuestAccessForbidden,
@@ -172,11 +173,23 @@ class WhoamiView(MatrixAPIView):
         return Response({"user_id": request.user.mxid, "device_id": request.auth.device.device_id, "is_guest": False})
 
 
+class ThreePidsView(MatrixAPIView):
+    """GET /_matrix/client/v3/account/3pid
+
+    This server binds no third-party identifiers (e-mail, phone) to accounts: there is no field for
+    one and no route adds one (``m.3pid_changes`` is false), so every user's list is empty. Clients
+    (Element) read it at start-up.
+    """
+
+    def get(self, request: Request) -> Response:
+        return Response({"threepids": []})
+
+
 class LogoutView(MatrixAPIView):
     """POST /_matrix/client/v3/logout"""
 
     def post(self, request: Request) -> Response:
-        actions.logout(device=request.auth.device)
+        e2ee_actions.logout(device=request.auth.device)
         return Response({})
 
 
@@ -184,7 +197,7 @@ class LogoutAllView(MatrixAPIView):
     """POST /_matrix/client/v3/logout/all"""
 
     def post(self, request: Request) -> Response:
-        actions.logout_all(user=request.user)
+        e2ee_actions.logout_all(user=request.user)
         return Response({})
 
 
@@ -196,7 +209,7 @@ class ChangePasswordView(MatrixAPIView):
         new_password = req_str(body, "new_password", max_length=512)
         logout_devices = opt_bool(body, "logout_devices", True)
         require_user_interactive_auth(body, flows=PASSWORD_FLOWS, user=request.user)
-        actions.change_password(
+        e2ee_actions.change_password(
             user=request.user, new_password=new_password, keep_device=request.auth.device, logout_devices=logout_devices
         )
         return Response({})
@@ -209,7 +222,7 @@ class DeactivateAccountView(MatrixAPIView):
         body = json_object(request.data)
         opt_bool(body, "erase", False)
         require_user_interactive_auth(body, flows=PASSWORD_FLOWS, user=request.user)
-        actions.deactivate_user(user=request.user)
+        e2ee_actions.deactivate_user(user=request.user)
         return Response({"id_server_unbind_result": "no-support"})
 
 
@@ -246,7 +259,7 @@ class DeviceView(MatrixAPIView):
         body = json_object(request.data)
         get_device(request.user, device_id)
         require_user_interactive_auth(body, flows=PASSWORD_FLOWS, user=request.user)
-        actions.delete_devices(user=request.user, device_ids=[device_id])
+        e2ee_actions.delete_devices(user=request.user, device_ids=[device_id])
         return Response({})
 
 
@@ -259,5 +272,5 @@ class DeleteDevicesView(MatrixAPIView):
         if device_ids is None:
             raise MissingParam("Missing 'devices'")
         require_user_interactive_auth(body, flows=PASSWORD_FLOWS, user=request.user)
-        actions.delete_devices(user=request.user, device_ids=device_ids)
+        e2ee_actions.delete_devices(user=request.user, device_ids=device_ids)
         return Response({})

@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 
+from accounts import actions as account_actions
 from accounts.models import Device, User
 from e2ee.models import (
     CrossSigningKey,
@@ -149,6 +150,83 @@ def claim_keys(*, wanted: dict[str, dict[str, str]]) -> dict[str, dict[str, dict
             key_id, key = claimed
             result.setdefault(mxid, {}).setdefault(device_id, {})[f"{algorithm}:{key_id}"] = key
     return result
+
+
+# -- devices going away -------------------------------------------------------------------------------
+#
+# Deleting a device deletes its keys, one-time and fallback keys and undelivered to-device messages
+# (CASCADE), but the users sharing a room with its owner must also learn that it is gone: their
+# clients would otherwise keep encrypting room keys for it. These wrap the account actions that delete
+# devices (accounts may not import e2ee), so every deletion of a device goes through one action here.
+
+
+def _announced_device_ids(user: User, device_ids: list[str] | None) -> list[str]:
+    """Those of the user's devices (all for None) that uploaded identity keys: the ones other users'
+    clients know of through /keys/query."""
+    qs = DeviceKeys.objects.filter(user=user)
+    if device_ids is not None:
+        qs = qs.filter(device__device_id__in=device_ids)
+    return list(qs.values_list("device__device_id", flat=True))
+
+
+def _devices_removed(user: User, device_ids: list[str]) -> None:
+    """After the devices were deleted: drop the signatures on their keys and record a device-list
+    change of the user (wakes everyone sharing a room). Nothing to tell when none had keys."""
+    if not device_ids:
+        return
+    KeySignature.objects.filter(target_user=user, target_key_id__in=device_ids).delete()
+    _device_list_changed(user)
+
+
+@transaction.atomic
+def logout(*, device: Device) -> None:
+    """POST /logout: the token and its device die (``accounts.actions.logout``), and with the device
+    its keys; the users sharing a room see the owner in ``device_lists.changed``."""
+    user = device.user
+    announced = _announced_device_ids(user, [device.device_id])
+    account_actions.logout(device=device)
+    _devices_removed(user, announced)
+
+
+@transaction.atomic
+def logout_all(*, user: User) -> None:
+    """POST /logout/all: every device of the user, and their keys (a device-list change)."""
+    announced = _announced_device_ids(user, None)
+    account_actions.logout_all(user=user)
+    _devices_removed(user, announced)
+
+
+@transaction.atomic
+def delete_devices(*, user: User, device_ids: list[str]) -> None:
+    """DELETE /devices/{deviceId}, POST /delete_devices: the devices, their tokens and their keys (a
+    device-list change when one of them had keys). Unknown device IDs are ignored."""
+    announced = _announced_device_ids(user, device_ids)
+    account_actions.delete_devices(user=user, device_ids=device_ids)
+    _devices_removed(user, announced)
+
+
+@transaction.atomic
+def change_password(
+    *, user: User, new_password: str, keep_device: Device | None, logout_devices: bool
+) -> None:
+    """POST /account/password: ``accounts.actions.change_password``, plus the device-list change of
+    the devices it logs out."""
+    announced = _announced_device_ids(user, None) if logout_devices else []
+    if keep_device is not None and keep_device.device_id in announced:
+        announced.remove(keep_device.device_id)
+    account_actions.change_password(
+        user=user, new_password=new_password, keep_device=keep_device, logout_devices=logout_devices
+    )
+    _devices_removed(user, announced)
+
+
+@transaction.atomic
+def deactivate_user(*, user: User) -> None:
+    """POST /account/deactivate: ``accounts.actions.deactivate_user`` (every device goes), plus the
+    device-list change of the devices it deletes."""
+    announced = _announced_device_ids(user, None)
+    account_actions.deactivate_user(user=user)
+    _devices_removed(user, announced)
 
 
 # -- cross-signing ----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from e2ee.models import (
 from rooms.models import Membership
 
 JOIN = "join"
+GONE = ("leave", "ban")  # memberships after which a user no longer shares the room
 SIGNED_CURVE25519 = "signed_curve25519"
 
 
@@ -51,14 +52,63 @@ def joined_room_ids(user: User) -> list[str]:
     return list(Membership.objects.filter(user=user, membership=JOIN).values_list("room_id", flat=True))
 
 
-def changed_device_lists(user: User, since: int, upto: int) -> list[str]:
+def _key_changes(user_pk: int, since: int, upto: int) -> QuerySet[DeviceListChange]:
     """Users whose device lists or keys changed in ``(since, upto]`` and who share a room with the
-    user (or are the user): GET /keys/changes."""
-    return sorted(
+    user (or are the user); their user IDs as ``mx``."""
+    return (
         DeviceListChange.objects.filter(stream_pos__gt=since, stream_pos__lte=upto)
-        .filter(Q(user_id=user.pk) | Q(user_id__in=sharing_user_pks(user.pk)))
-        .values_list("user__mxid", flat=True)
+        .filter(Q(user_id=user_pk) | Q(user_id__in=sharing_user_pks(user_pk)))
+        .annotate(mx=F("user__mxid"))
+        .values_list("mx")
     )
+
+
+def _newly_sharing(user_pk: int, since: int, upto: int) -> QuerySet[Membership]:
+    """Local users who came to share a room with the user in ``(since, upto]``: they joined one of
+    the user's rooms, or the user joined a room they are in. Their devices are news to the user's
+    client (spec: ``changed`` lists the users who "now share an encrypted room"). A join that follows
+    a join (a profile change) is not a new share. Someone who also shares another room is listed
+    too: harmless, the client just downloads keys it has."""
+    mine = Membership.objects.filter(user_id=user_pk, membership=JOIN)
+    became_member = Q(stream_pos__gt=since, stream_pos__lte=upto) & ~Q(event__prev_content__membership=JOIN)
+    i_joined = mine.filter(became_member).values("room_id")
+    return (
+        Membership.objects.filter(membership=JOIN, user__isnull=False, room_id__in=mine.values("room_id"))
+        .exclude(user_id=user_pk)
+        .filter(became_member | Q(room_id__in=i_joined))
+        .values_list("mxid")
+    )
+
+
+def _no_longer_sharing(user_pk: int, since: int, upto: int) -> QuerySet[Membership]:
+    """Local users who share no room with the user now but did in ``(since, upto]``: they left (or
+    were kicked or banned from) one of the user's rooms then, after being joined; or the user left a
+    room they were in (joined now, or whose membership changed after ``since``). The spec's
+    ``device_lists.left``: the client stops tracking their devices. (A rejected invite is no leave.)"""
+    mine = Membership.objects.filter(user_id=user_pk, membership=JOIN).values("room_id")
+    i_left = Membership.objects.filter(
+        user_id=user_pk, membership__in=GONE, stream_pos__gt=since, stream_pos__lte=upto
+    ).values("room_id")
+    they_left = Q(room_id__in=mine, membership__in=GONE, stream_pos__gt=since, stream_pos__lte=upto) & Q(
+        event__prev_content__membership=JOIN  # not a rejected invite: they were in the room
+    )
+    were_with_me = Q(room_id__in=i_left) & (Q(membership=JOIN) | Q(stream_pos__gt=since))
+    return (
+        Membership.objects.filter(user__isnull=False)
+        .exclude(user_id=user_pk)
+        .filter(they_left | were_with_me)
+        .exclude(user_id__in=sharing_user_pks(user_pk))
+        .values_list("mxid")
+    )
+
+
+def device_list_changes(user: User, since: int, upto: int) -> tuple[list[str], list[str]]:
+    """GET /keys/changes: ``(changed, left)`` between two stream positions, as /sync's
+    ``device_lists`` would report them (see ``load_sync_e2ee``)."""
+    changed = {mx for (mx,) in _key_changes(user.pk, since, upto)}
+    changed.update(mx for (mx,) in _newly_sharing(user.pk, since, upto))
+    left = {mx for (mx,) in _no_longer_sharing(user.pk, since, upto)}
+    return sorted(changed), sorted(left - changed)
 
 
 def _merge_signatures(obj: dict[str, Any], signatures: list[KeySignature]) -> dict[str, Any]:
@@ -118,6 +168,7 @@ def cross_signing_keys(user: User) -> dict[str, CrossSigningKey]:
 class SyncE2EE:
     to_device: list[dict[str, Any]] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)
     otk_counts: dict[str, int] = field(default_factory=dict)
     unused_fallback_types: list[str] = field(default_factory=list)
     acknowledged: int = 0  # messages at or below ``since`` still stored (to delete)
@@ -132,8 +183,9 @@ def load_sync_e2ee(*, user: User, device_pk: int | None, since: int | None, head
     """Everything /sync sends about E2EE, in ONE query (a UNION ALL of small indexed reads): the
     device's to-device messages in ``(since, head]`` (all up to ``head`` in an initial sync), how many
     older ones are still stored (acknowledged by this ``since``), its one-time key counts and unused
-    fallback key algorithms, and (incremental syncs only) the users sharing a room whose device lists
-    changed in ``(since, head]``."""
+    fallback key algorithms, and (incremental syncs only) ``device_lists``: the users sharing a room
+    whose device lists changed in ``(since, head]`` or who came to share one then (``changed``), and
+    those who no longer share any (``left``)."""
     out = SyncE2EE()
     parts: list[tuple[str, tuple[Any, ...]]] = []
     t_msg = ToDeviceMessage._meta.db_table
@@ -176,14 +228,12 @@ def load_sync_e2ee(*, user: User, device_pk: int | None, since: int | None, head
             )
         )
     if since is not None:
-        changes = (
-            DeviceListChange.objects.filter(stream_pos__gt=since, stream_pos__lte=head)
-            .filter(Q(user_id=user.pk) | Q(user_id__in=sharing_user_pks(user.pk)))
-            .annotate(mx=F("user__mxid"))
-            .values_list("mx")
-        )
-        sql, params = _sql(changes)
+        sql, params = _sql(_key_changes(user.pk, since, head))
         parts.append((f"SELECT 5, 0, 0, mx, '', '' FROM ({sql}) AS changed", params))
+        sql, params = _sql(_newly_sharing(user.pk, since, head))
+        parts.append((f"SELECT 5, 0, 0, mxid, '', '' FROM ({sql}) AS joined", params))
+        sql, params = _sql(_no_longer_sharing(user.pk, since, head))
+        parts.append((f"SELECT 6, 0, 0, mxid, '', '' FROM ({sql}) AS gone", params))
     if not parts:
         return out
     sql = " UNION ALL ".join(f"SELECT * FROM ({p}) AS p{i}" for i, (p, _) in enumerate(parts))
@@ -205,7 +255,10 @@ def load_sync_e2ee(*, user: User, device_pk: int | None, since: int | None, head
             out.unused_fallback_types.append(a)
         elif kind == 5:
             out.changed.append(a)
+        elif kind == 6:
+            out.left.append(a)
     out.to_device = [m for _, _, m in sorted(messages, key=lambda t: (t[0], t[1]))]
-    out.changed.sort()
+    out.changed = sorted(set(out.changed))
+    out.left = sorted(set(out.left) - set(out.changed))
     out.unused_fallback_types.sort()
     return out

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from accounts.uia import PASSWORD, require_user_interactive_auth
 from e2ee import actions, backup
 from e2ee.models import CrossSigningKey
-from e2ee.selectors import changed_device_lists, cross_signing_keys, query_keys
+from e2ee.selectors import cross_signing_keys, device_list_changes, query_keys
 from events.stream import current_stream_position
 from matrixsrv.errors import BadJson, MissingParam
 from matrixsrv.http import json_object, opt_dict
@@ -82,7 +82,8 @@ class KeysClaimView(MatrixAPIView):
 class KeysChangesView(MatrixAPIView):
     """GET /_matrix/client/v3/keys/changes?from=&to=
 
-    Users sharing a room with the requester whose device lists changed between two sync tokens.
+    Users sharing a room with the requester whose device lists changed between two sync tokens, or
+    who came to share one (``changed``); users who no longer share any (``left``).
     """
 
     def get(self, request: Request) -> Response:
@@ -92,8 +93,8 @@ class KeysChangesView(MatrixAPIView):
         head = current_stream_position()
         since = StreamToken.parse(raw_from).clamp(head).pos
         upto = StreamToken.parse(raw_to).clamp(head).pos
-        changed = changed_device_lists(request.user, since, upto) if upto > since else []
-        return Response({"changed": changed, "left": []})
+        changed, left = device_list_changes(request.user, since, upto) if upto > since else ([], [])
+        return Response({"changed": changed, "left": left})
 
 
 class DeviceSigningUploadView(MatrixAPIView):

@@ -13,14 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 
 from accounts.models import AccountData, User
 from ephemeral.models import Receipt, Typing
 from ephemeral.selectors import READ, READ_PRIVATE
 from events.models import Event
 from events.notify import notify_on_commit
+from events.pdu import Membership as M
 from events.stream import next_stream_position
 from matrixsrv.errors import NotFound
+from rooms.models import Membership
 from rooms.selectors import require_joined
 
 FULLY_READ = "m.fully_read"
@@ -71,12 +74,18 @@ def set_typing(*, user: User, room_id: str, typing: bool, timeout_ms: int | None
 
 
 def expire_typing(*, room_ids: list[str] | frozenset[str]) -> int | None:
-    """Announce the typing rows of these rooms whose timeout has passed: one new position for all of
-    them, and a wake-up for everyone in those rooms, so every waiting /sync re-reads and sends the
-    smaller typing set. Idempotent: when another worker announced them first there is nothing left
-    to change and no position is taken (None)."""
+    """Announce the typing rows of these rooms whose timeout has passed, or whose user is no longer
+    joined (left, kicked or banned while typing: ephemeral.selectors explains why this is read-side):
+    one new position for all of them, and a wake-up for everyone in those rooms, so every waiting
+    /sync re-reads and sends the smaller typing set. Idempotent: when another worker announced them
+    first there is nothing left to change and no position is taken (None)."""
     now = now_ms()
-    expired = Typing.objects.filter(room_id__in=sorted(room_ids), expires_at_ms__gt=0, expires_at_ms__lte=now)
+    joined = Exists(
+        Membership.objects.filter(room_id=OuterRef("room_id"), mxid=OuterRef("mxid"), membership=M.JOIN)
+    )
+    expired = Typing.objects.filter(room_id__in=sorted(room_ids), expires_at_ms__gt=0).filter(
+        Q(expires_at_ms__lte=now) | ~joined
+    )
     if not expired.exists():
         return None
     with transaction.atomic(savepoint=False):

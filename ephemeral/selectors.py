@@ -1,5 +1,14 @@
 """Reads of typing notifications and receipts for /sync (called by sync.selectors): one query,
-whatever the number of rooms."""
+whatever the number of rooms.
+
+Typing and membership: only members who are joined *now* are shown typing. A user who leaves, is
+kicked or banned while typing keeps a ``Typing`` row (``rooms`` may not import ``ephemeral``, and a
+hook called from the membership write path would be a signal in disguise, DESIGN.md §4.1.6), so the
+read checks each typer's current membership in the same query (a correlated ``EXISTS`` on the
+``Membership`` unique key). A row of a departed typer that is not yet announced makes its room's
+typing set count as changed, so the others get the set without them in the same sync that brings the
+leave; and it is reported with the expired rows, so the sync view's ``expire_typing`` clears it at a
+new position (which also keeps a quick re-join from showing the old row again)."""
 
 from __future__ import annotations
 
@@ -7,9 +16,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import CharField, IntegerField, Q, Value
+from django.db.models import BooleanField, CharField, Exists, IntegerField, OuterRef, Q, Value
 
 from ephemeral.models import Receipt, Typing
+from events.pdu import Membership as M
+from rooms.models import Membership
 
 TYPING = "m.typing"
 RECEIPT = "m.receipt"
@@ -26,7 +37,8 @@ class RoomEphemeral:
     # The earliest expiry (ms since the epoch) of someone typing in these rooms: a waiting /sync must
     # re-read then, so the expiry reaches its client on time without any request to trigger it.
     next_expiry_ms: int | None = None
-    # Rooms with expired typing rows whose change is not announced yet (ephemeral.actions.expire_typing).
+    # Rooms with typing rows that are expired, or of a user no longer joined, whose change is not
+    # announced yet (ephemeral.actions.expire_typing clears them).
     expired_rooms: frozenset[str] = frozenset()
 
 
@@ -42,14 +54,16 @@ def load_room_ephemeral(
     """``m.typing`` for the rooms whose typing set changed in ``(since, head]`` (initial sync: where
     someone is typing), with the whole current set; ``m.receipt`` with the receipts changed in
     ``(since, head]`` (initial sync: all of them, each being the user's latest). Private receipts go to
-    their owner only; ignored users' typing and receipts are not sent."""
+    their owner only; ignored users' typing and receipts are not sent. Only joined members are shown
+    typing; a room whose typer left (unannounced) counts as changed (see the module docstring)."""
     result = RoomEphemeral()
     if not room_ids:
         return result
     events: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
     # One query (UNION ALL): every typing row that may matter (active, or changed after ``since``)
-    # and the receipts to send. Columns: kind, room, user, expiry | ts, position, type, thread, event.
+    # and the receipts to send. Columns: kind, room, user, expiry | ts, position, type, thread, event,
+    # and for typing rows whether the typer is joined now (receipts: always true, unused).
     typing_rows = Typing.objects.filter(room_id__in=room_ids).filter(
         Q(expires_at_ms__gt=0) if since is None else Q(expires_at_ms__gt=0) | Q(stream_pos__gt=since)
     )
@@ -59,14 +73,25 @@ def load_room_ephemeral(
     if since is not None:
         receipts = receipts.filter(stream_pos__gt=since)
     blank = Value("", output_field=CharField())
+    joined_now = Exists(
+        Membership.objects.filter(room_id=OuterRef("room_id"), mxid=OuterRef("mxid"), membership=M.JOIN)
+    )
     rows = (
         typing_rows.annotate(
-            kind=Value(_TYPING_ROW, output_field=IntegerField()), rt=blank, th=blank, ev=blank
+            kind=Value(_TYPING_ROW, output_field=IntegerField()),
+            rt=blank,
+            th=blank,
+            ev=blank,
+            joined=joined_now,
         )
-        .values_list("kind", "room_id", "mxid", "expires_at_ms", "stream_pos", "rt", "th", "ev")
+        .values_list("kind", "room_id", "mxid", "expires_at_ms", "stream_pos", "rt", "th", "ev", "joined")
         .union(
-            receipts.annotate(kind=Value(_RECEIPT_ROW, output_field=IntegerField())).values_list(
-                "kind", "room_id", "mxid", "ts", "stream_pos", "receipt_type", "thread_id", "event_id"
+            receipts.annotate(
+                kind=Value(_RECEIPT_ROW, output_field=IntegerField()),
+                joined=Value(True, output_field=BooleanField()),
+            ).values_list(
+                "kind", "room_id", "mxid", "ts", "stream_pos", "receipt_type", "thread_id", "event_id",
+                "joined",
             ),
             all=True,
         )
@@ -77,13 +102,17 @@ def load_room_ephemeral(
     expired: set[str] = set()
     next_expiry: int | None = None
     content: dict[str, dict[str, Any]] = defaultdict(dict)
-    for kind, room_id, mxid, number, pos, receipt_type, thread_id, event_id in sorted(
+    for kind, room_id, mxid, number, pos, receipt_type, thread_id, event_id, joined in sorted(
         rows, key=lambda r: r[4]
     ):
         if kind == _TYPING_ROW:
             if since is not None and since < pos <= head:
                 changed.add(room_id)
-            if number > now_ms:
+            if not joined:
+                if number > 0:  # left while typing, not announced yet: the set without them, now
+                    changed.add(room_id)
+                    expired.add(room_id)
+            elif number > now_ms:
                 next_expiry = number if next_expiry is None else min(next_expiry, number)
                 if mxid not in ignored:
                     typing_now[room_id].append(mxid)

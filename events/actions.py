@@ -34,6 +34,7 @@ from events.formatting import format_client_event
 from events.stream import next_stream_position
 from matrixsrv.errors import BadJson, Forbidden, InvalidParam, NotFound, TooLarge
 from matrixsrv.rawsql import fetch_one
+from push.actions import plan_push_actions
 from rooms.models import Membership, Room
 from rooms.selectors import LockedRoom, lock_room
 
@@ -112,7 +113,12 @@ def append_event(
     pdu = _build_pdu(room, room.room_id, draft, auth_ids, version, _now_ms())
     _check_size(pdu)
     previous = state_rows.get((draft.type, draft.state_key)) if draft.state_key is not None else None
-    return _persist(room, version, pdu, draft, previous=previous, send=send, notify_extra=notify_extra)
+    # Push rules are evaluated before the stream position is taken (the serialized tail stays short)
+    # and their notifications stored with the event, in its transaction.
+    notifications = plan_push_actions(room=room, event=pdu, state=state, version=version)
+    event = _persist(room, version, pdu, draft, previous=previous, send=send, notify_extra=notify_extra)
+    notifications.record(event)
+    return event
 
 
 def _persist(room: Room, version: RoomVersion, pdu: dict[str, Any], draft: EventDraft, *,

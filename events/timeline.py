@@ -209,13 +209,24 @@ def access_room_history(room_id: str, user_mxid: str) -> Room:
     raise Forbidden("You are not a member of this room")
 
 
-def get_visible_event(room_id: str, event_id: str, *, user_mxid: str) -> Event:
+def get_visible_event(
+    room_id: str, event_id: str, *, user_mxid: str, ignored_senders: frozenset[str] = frozenset()
+) -> Event:
     """The event, if it is in the room and the user may see it; else 404 ``M_NOT_FOUND`` (the spec's
-    GET /rooms/{roomId}/event/{eventId}: "not found or you do not have permission")."""
+    GET /rooms/{roomId}/event/{eventId}: "not found or you do not have permission"). A non-state event
+    of one of ``ignored_senders`` is not sent either (spec "Ignoring Users"; Synapse refuses it too)."""
     event = Event.objects.filter(room_id=room_id, event_id=event_id).first()
-    if event is None or not filter_visible_events([event], user_mxid=user_mxid, room_id=room_id):
+    if event is None or is_ignored(event, ignored_senders):
+        raise NotFound("Event not found")
+    if not filter_visible_events([event], user_mxid=user_mxid, room_id=room_id):
         raise NotFound("Event not found")
     return event
+
+
+def is_ignored(event: Event, ignored_senders: frozenset[str]) -> bool:
+    """Whether the reader, ignoring ``ignored_senders``, must not get this event: a non-state event of
+    an ignored user (their state events are still sent, spec "Ignoring Users")."""
+    return event.state_key is None and event.sender in ignored_senders
 
 
 # -- filters in SQL -------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from events.timeline import (
     access_room_history,
     find_event_by_timestamp,
     get_visible_event,
+    is_ignored,
     load_room_visibility,
     member_state_for_senders,
     paginate,
@@ -136,6 +137,8 @@ class EventContextView(_ReadView):
     * ``state``: the room state at the last event returned; with ``lazy_load_members`` only the member
       events of the returned events' senders (kept even if the filter's types would drop them: they
       are what lazy loading promises).
+    * Non-state events of users the reader ignores are left out of ``events_before``/``events_after``;
+      such an event asked for as the context's centre is 404, as if invisible (Synapse refuses it too).
     """
 
     def get(self, request: Request, room_id: str, event_id: str) -> Response:
@@ -146,7 +149,8 @@ class EventContextView(_ReadView):
         access_room_history(room_id, mxid)
         event = Event.objects.filter(room_id=room_id, event_id=event_id).first()
         visibility = load_room_visibility(room_id, mxid)
-        if event is None or not visibility.can_see(event):
+        ignored = list_ignored_users(request.user)
+        if event is None or not visibility.can_see(event) or is_ignored(event, ignored):
             raise NotFound("Event not found")
         before_limit = limit // 2
         around = partial(
@@ -156,6 +160,7 @@ class EventContextView(_ReadView):
             event_filter=event_filter,
             visibility=visibility,
             head=current_stream_position(),
+            ignored_senders=ignored,
         )
         before = around(from_pos=event.stream_pos - 1, direction=BACKWARDS, limit=before_limit)
         after = around(from_pos=event.stream_pos, direction=FORWARDS, limit=limit - before_limit)
@@ -194,11 +199,14 @@ class EventContextView(_ReadView):
 class RoomEventView(_ReadView):
     """GET /_matrix/client/v3/rooms/{roomId}/event/{eventId}
 
-    404 ``M_NOT_FOUND`` when the event is unknown, in another room, or not visible to this user.
+    404 ``M_NOT_FOUND`` when the event is unknown, in another room, not visible to this user, or a
+    non-state event of a user they ignore.
     """
 
     def get(self, request: Request, room_id: str, event_id: str) -> Response:
-        event = get_visible_event(room_id, event_id, user_mxid=request.user.mxid)
+        event = get_visible_event(
+            room_id, event_id, user_mxid=request.user.mxid, ignored_senders=list_ignored_users(request.user)
+        )
         return Response(self.format(request, [event])[0])
 
 

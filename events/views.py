@@ -17,6 +17,7 @@ from events.formatting import format_client_event
 from matrixsrv.errors import BadAlias, InvalidParam, NotFound
 from matrixsrv.identifiers import RoomAlias as RoomAliasID
 from matrixsrv.http import json_object, opt_str
+from presence.actions import record_activity
 from rooms.selectors import access_room_state_position, resolve_alias
 
 
@@ -32,6 +33,7 @@ class SendMessageEventView(MatrixAPIView):
             sender=request.user, room_id=room_id, event_type=event_type, content=content,
             send=SendContext(device=request.auth.device, txn_id=txn_id),
         )
+        record_activity(user=request.user)  # spec: sending a message is pro-active (last_active_ago)
         return Response({"event_id": event_id})
 
 
@@ -47,6 +49,7 @@ class SendMessageEventNoTxnView(MatrixAPIView):
             sender=request.user, room_id=room_id, event_type=event_type, content=content,
             send=SendContext(device=request.auth.device),
         )
+        record_activity(user=request.user)  # spec: sending a message is pro-active (last_active_ago)
         return Response({"event_id": event_id})
 
 

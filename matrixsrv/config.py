@@ -66,6 +66,17 @@ SETTINGS: dict[str, Setting] = {
         Setting("MATRIX_DEBUG", "off", "on/off: Django debug mode. Never on in production."),
         Setting("MATRIX_ALLOWED_HOSTS", "*", "Comma-separated Host header values accepted."),
         Setting("MATRIX_LOG_LEVEL", "INFO", "Log level of the matrixsrv loggers."),
+        Setting("MATRIX_TURN_URIS", "",
+                "Comma-separated TURN URIs (turn:... or turns:...) handed to clients for VoIP calls by "
+                "GET /voip/turnServer. Empty: no TURN server (the endpoint answers {})."),
+        Setting("MATRIX_TURN_SHARED_SECRET", "",
+                "Secret shared with the TURN server (coturn use-auth-secret / static-auth-secret): each "
+                "user gets time-limited credentials, username <expiry>:<user ID>, password "
+                "base64(HMAC-SHA1(secret, username)). Takes precedence over the static username/password."),
+        Setting("MATRIX_TURN_USERNAME", "", "Static TURN username, used when no shared secret is set."),
+        Setting("MATRIX_TURN_PASSWORD", "", "Static TURN password, used when no shared secret is set."),
+        Setting("MATRIX_TURN_USER_LIFETIME_S", "86400",
+                "How long TURN credentials are valid, in seconds (the ttl clients are told)."),
     ]
 }
 
@@ -111,3 +122,48 @@ def secret_key() -> str:
 def public_baseurl() -> str:
     url = get("MATRIX_PUBLIC_BASEURL") or f"http://{get('MATRIX_SERVER_NAME')}:{get('MATRIX_PORT')}/"
     return url if url.endswith("/") else url + "/"
+
+
+TURN_URI_SCHEMES = ("turn:", "turns:")
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    """The TURN server clients are told about (GET /voip/turnServer). ``shared_secret`` set: time-limited
+    credentials per user; else the static ``username``/``password``."""
+
+    uris: tuple[str, ...]
+    shared_secret: str
+    username: str
+    password: str
+    lifetime_s: int
+
+
+def turn() -> TurnConfig | None:
+    """The TURN configuration, or None when no TURN URI is set. A half-done configuration is an error
+    at start-up (ValueError), not a silently broken call later: URIs without a secret or a static
+    username and password, a URI that is not ``turn:``/``turns:``, a lifetime that is not positive."""
+    uris = tuple(u.strip() for u in get("MATRIX_TURN_URIS").split(",") if u.strip())
+    if not uris:
+        return None
+    if bad := [u for u in uris if not u.startswith(TURN_URI_SCHEMES)]:
+        raise ValueError(f"MATRIX_TURN_URIS: not a turn: or turns: URI: {', '.join(bad)}")
+    secret, username, password = (
+        get("MATRIX_TURN_SHARED_SECRET"),
+        get("MATRIX_TURN_USERNAME"),
+        get("MATRIX_TURN_PASSWORD"),
+    )
+    if not secret and not (username and password):
+        raise ValueError(
+            "MATRIX_TURN_URIS is set: set MATRIX_TURN_SHARED_SECRET, or MATRIX_TURN_USERNAME and "
+            "MATRIX_TURN_PASSWORD"
+        )
+    try:
+        lifetime = get_int("MATRIX_TURN_USER_LIFETIME_S")
+    except ValueError:
+        raise ValueError("MATRIX_TURN_USER_LIFETIME_S must be a whole number of seconds") from None
+    if lifetime <= 0:
+        raise ValueError("MATRIX_TURN_USER_LIFETIME_S must be positive")
+    return TurnConfig(
+        uris=uris, shared_secret=secret, username=username, password=password, lifetime_s=lifetime
+    )

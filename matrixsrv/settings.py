@@ -27,6 +27,7 @@ INSTALLED_APPS = [
     "events",
     "rooms",
     "ephemeral",
+    "presence",
     "sync",
 ]
 
@@ -164,6 +165,7 @@ MATRIX = {
     "RATES": {"login": config.get("MATRIX_RATE_LOGIN"), "register": config.get("MATRIX_RATE_REGISTER")},
     "SYNC_TIMEOUT_CAP_MS": config.get_int("MATRIX_SYNC_TIMEOUT_CAP_MS"),
     "SERVE_STATIC": config.get_bool("MATRIX_SERVE_STATIC"),
+    "TURN": config.turn(),  # GET /voip/turnServer; None: no TURN server configured
 }
 
 LOGGING = {

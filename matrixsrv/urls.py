@@ -9,6 +9,7 @@ from accounts.fallback import login_fallback
 from e2ee import urls as e2ee_urls
 from ephemeral import urls as ephemeral_urls
 from events import urls as events_urls
+from presence import urls as presence_urls
 from push import urls as push_urls
 from rooms import urls as rooms_urls
 from sync import urls as sync_urls
@@ -24,9 +25,21 @@ client_patterns = [
     *events_urls.urlpatterns,
     *sync_urls.urlpatterns,
     *ephemeral_urls.urlpatterns,
+    *presence_urls.urlpatterns,
     *push_urls.urlpatterns,
     *e2ee_urls.urlpatterns,
     path("capabilities", views.CapabilitiesView.as_view(), name="capabilities"),
+    path("voip/turnServer", views.TurnServerView.as_view(), name="turn_server"),
+    path("thirdparty/protocols", views.ThirdPartyProtocolsView.as_view(), name="thirdparty_protocols"),
+    path("thirdparty/protocol/<str:protocol>", views.ThirdPartyProtocolView.as_view(),
+         name="thirdparty_protocol"),
+    path("thirdparty/location", views.ThirdPartyReverseLookupView.as_view(param="alias"),
+         name="thirdparty_locations"),
+    path("thirdparty/location/<str:protocol>", views.ThirdPartyLookupView.as_view(),
+         name="thirdparty_location"),
+    path("thirdparty/user", views.ThirdPartyReverseLookupView.as_view(param="userid"),
+         name="thirdparty_users"),
+    path("thirdparty/user/<str:protocol>", views.ThirdPartyLookupView.as_view(), name="thirdparty_user"),
     path("login/fallback", login_fallback, name="login_fallback"),
 ]
 

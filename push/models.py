@@ -7,6 +7,10 @@
   Writers lock the row (``select_for_update``) so concurrent PUTs never lose an update.
 * ``Pusher``: ``POST /pushers/set``; one per (user, app_id, pushkey). The same app_id + pushkey
   may belong to several users only when set with ``append: true``.
+* ``PushAction``: one row per (user, event) the user's push rules say notifies, written with the
+  event (``push.actions.plan_push_actions``). The unread counts of /sync and ``GET /notifications``
+  read these rows against the user's read receipts: a row is read when a receipt covering its
+  thread points at or after its ``stream_pos``.
 """
 
 from __future__ import annotations
@@ -62,3 +66,38 @@ class Pusher(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} pusher {self.app_id} of {self.user_id}"
+
+
+class PushAction(models.Model):
+    """A notification: event ``event`` notified ``user`` with ``actions`` (the matching rule's).
+
+    ``stream_pos`` is the event's (receipts compare event positions); ``thread_id`` is "main" or the
+    thread root's event ID (push.md, "Receiving notifications": counts are partitioned per thread).
+    Only notifying events get a row (``notify`` is always true today; kept so a highlight-only row
+    can be told apart later). ``ts`` is when the notification was made (ms), as ``GET
+    /notifications`` reports it. Rooms and events are named by string, as push sits below them.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    room = models.ForeignKey("rooms.Room", on_delete=models.CASCADE, related_name="+")
+    event = models.ForeignKey("events.Event", on_delete=models.CASCADE, related_name="+")
+    stream_pos = models.BigIntegerField()
+    thread_id = models.CharField(max_length=255, default="main")
+    notify = models.BooleanField(default=True)
+    highlight = models.BooleanField(default=False)
+    actions = models.JSONField(default=list)
+    ts = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "event"], name="push_action_user_event_unique"),
+        ]
+        indexes = [
+            # unread counts: the user's rows in the answer's rooms after a receipt
+            models.Index(fields=["user", "room", "stream_pos"], name="push_action_user_room_pos"),
+            # GET /notifications: newest first, paginated by position
+            models.Index(fields=["user", "stream_pos"], name="push_action_user_pos"),
+        ]
+
+    def __str__(self) -> str:
+        return f"notification of {self.user_id} at {self.stream_pos}"

@@ -407,12 +407,18 @@ _WORD_CHAR = "A-Za-z0-9_"  # word boundary: "any character not in the sets [A-Z]
 
 def split_key(key: str) -> list[str]:
     """A dot-separated property path into names (appendices, "Dot-separated property paths")."""
-    return list(split_dotted_path(key))
+    return list(_split_key(key))
+
+
+@lru_cache(maxsize=1024)
+def _split_key(key: str) -> tuple[str, ...]:
+    """``split_key`` memoized: conditions use a handful of keys, looked up for every recipient."""
+    return split_dotted_path(key)
 
 
 def _lookup(event: Mapping[str, Any], key: str) -> Any:
     value: Any = event
-    for name in split_key(key):
+    for name in _split_key(key):
         if not isinstance(value, Mapping) or name not in value:
             return _ABSENT
         value = value[name]
@@ -558,6 +564,26 @@ def notify_and_highlight(actions: Sequence[Any]) -> tuple[bool, bool]:
     the tweak is true when given with no value or ``"value": true``."""
     notify = _NOTIFY in actions
     return notify, notify and tweaks(actions).get("highlight", False) is True
+
+
+# A user ID no event can name: the stand-in recipient of ``default_rules_are_shared``.
+NOBODY = "@\x00:invalid"
+
+
+def default_rules_are_shared(event: Mapping[str, Any], user_id: str) -> bool:
+    """Whether the server-default rule set gives ``user_id`` the same actions for ``event`` as it gives
+    ``NOBODY`` in the same room (same ``PushContext`` but for the user), so one evaluation serves every
+    recipient without rules of their own.
+
+    The predefined rules depend on the recipient only through ``.m.rule.invite_for_me``
+    (``state_key`` is the user) and ``.m.rule.is_user_mention`` (the user is in
+    ``content.m.mentions.user_ids``); none uses the display name. A user named in neither place
+    matches exactly what ``NOBODY`` matches. Keep this in step with ``_default_override``.
+    """
+    if event.get("state_key") == user_id:
+        return False
+    mentioned = _lookup(event, "content.m\\.mentions.user_ids")
+    return not (isinstance(mentioned, list) and any(_same_scalar(item, user_id) for item in mentioned))
 
 
 def should_count(event: Mapping[str, Any], user_id: str) -> bool:

@@ -28,4 +28,5 @@ urlpatterns = [
     path("pushrules/global/<str:kind>/<path:rule_id>", views.PushRuleView.as_view(), name="set_push_rule"),
     path("pushers", views.PushersView.as_view(), name="get_pushers"),
     path("pushers/set", views.SetPusherView.as_view(), name="post_pusher"),
+    path("notifications", views.NotificationsView.as_view(), name="get_notifications"),
 ]

@@ -1,16 +1,33 @@
-"""Client-Server API: push rules (pushrules.yaml) and pushers (pusher.yaml)."""
+"""Client-Server API: push rules (pushrules.yaml), pushers (pusher.yaml) and the notifications list
+(notifications.yaml).
+
+A rule change returns the stream position of the user's new ``m.push_rules`` account data; the view
+wakes the user's /sync waiters with it (``_wake``). That call belongs in ``push.actions``, but
+``events.notify`` sits in a later app of the same layer, which push may not import; the write has
+committed when the action returns, so the wake-up is sent at once (inside a test's transaction:
+at its end, as ever).
+"""
 
 from __future__ import annotations
+
+import time
 
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from events.formatting import format_client_event
+from events.notify import notify_on_commit
 from matrixsrv.errors import InvalidParam, MissingParam
-from matrixsrv.http import json_object, opt_bool, opt_str, req_str
+from matrixsrv.http import json_object, opt_bool, opt_str, query_int, req_str
 from matrixsrv.views import MatrixAPIView
 from push.actions import delete_rule, put_rule, set_pusher, set_rule_actions, set_rule_enabled
 from push.rules import check_kind, find_rule
-from push.selectors import get_ruleset, list_pushers
+from push.selectors import get_ruleset, list_notifications, list_pushers
+
+
+def _wake(request: Request, pos: int) -> None:
+    """The user's other clients learn of the new rules from their next /sync (m.push_rules)."""
+    notify_on_commit(pos=pos, users=[request.user.pk])
 
 
 def _user_rule(request: Request, kind: str, rule_id: str) -> dict:
@@ -60,7 +77,7 @@ class PushRuleView(MatrixAPIView):
 
     def put(self, request: Request, kind: str, rule_id: str) -> Response:
         params = request.query_params
-        put_rule(
+        pos = put_rule(
             user=request.user,
             kind=kind,
             rule_id=rule_id,
@@ -68,10 +85,11 @@ class PushRuleView(MatrixAPIView):
             before=params.get("before") or None,
             after=params.get("after") or None,
         )
+        _wake(request, pos)
         return Response({})
 
     def delete(self, request: Request, kind: str, rule_id: str) -> Response:
-        delete_rule(user=request.user, kind=kind, rule_id=rule_id)
+        _wake(request, delete_rule(user=request.user, kind=kind, rule_id=rule_id))
         return Response({})
 
 
@@ -88,7 +106,8 @@ class PushRuleEnabledView(MatrixAPIView):
             raise MissingParam("Missing 'enabled'")
         if not isinstance(body["enabled"], bool):
             raise InvalidParam("'enabled' must be a boolean")
-        set_rule_enabled(user=request.user, kind=kind, rule_id=rule_id, enabled=body["enabled"])
+        pos = set_rule_enabled(user=request.user, kind=kind, rule_id=rule_id, enabled=body["enabled"])
+        _wake(request, pos)
         return Response({})
 
 
@@ -103,7 +122,8 @@ class PushRuleActionsView(MatrixAPIView):
         body = json_object(request.data)
         if "actions" not in body:
             raise MissingParam("Missing 'actions'")
-        set_rule_actions(user=request.user, kind=kind, rule_id=rule_id, actions=body["actions"])
+        pos = set_rule_actions(user=request.user, kind=kind, rule_id=rule_id, actions=body["actions"])
+        _wake(request, pos)
         return Response({})
 
 
@@ -143,3 +163,38 @@ class SetPusherView(MatrixAPIView):
             append=opt_bool(body, "append", False),
         )
         return Response({})
+
+
+class NotificationsView(MatrixAPIView):
+    """GET /_matrix/client/v3/notifications
+
+    The events the user was notified about, newest first: ``from`` (a ``next_token``), ``limit``,
+    ``only=highlight`` (only those with the highlight tweak). ``next_token`` is absent on the last page.
+    """
+
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        only = params.get("only")
+        page = list_notifications(
+            user=request.user,
+            from_token=params.get("from") or None,
+            limit=query_int(params, "limit", None, minimum=0),
+            only_highlight=only == "highlight",
+        )
+        now_ms = int(time.time() * 1000)
+        body: dict = {
+            "notifications": [
+                {
+                    "actions": n.actions,
+                    "event": format_client_event(n.event, now_ms=now_ms, include_room_id=False),
+                    "read": n.read,
+                    "room_id": n.room_id,
+                    "ts": n.ts,
+                }
+                for n in page.notifications
+            ]
+        }
+        if page.next_token is not None:
+            body["next_token"] = page.next_token
+        return Response(body)
+

@@ -23,7 +23,12 @@ The number of queries is constant in the number of rooms (measured in tests/api/
    ``m.ignored_user_list``, whose users' non-state events and invites are not sent (spec "Ignoring
    Users": it takes effect at once, and state events of ignored users are still sent);
 10. the joined rooms' typing rows and receipts, in one UNION ALL (``ephemeral.selectors``): ``m.typing``
-    where the typing set changed after ``since``, ``m.receipt`` with the receipts changed after it.
+    where the typing set changed after ``since``, ``m.receipt`` with the receipts changed after it;
+11. presence (``presence.selectors``, one UNION ALL, made on every sync): the user's own row, the
+    room-mates' rows changed after ``since`` (or new room-mates, or due changes), and the earliest
+    instant a room-mate's presence changes by itself;
+12. the unread notification counts of the joined rooms in the answer, grouped by room and thread
+    (``push.selectors.load_unread_counts``; not made when no joined room is in the answer).
 
 A query whose input is empty is not made, so an empty incremental sync costs three queries (head,
 account data, memberships; four with the access token's), and one with a few new events per room
@@ -58,7 +63,12 @@ from typing import Any
 from django.db.models import BigIntegerField, Case, F, Q, Value, When, Window
 from django.db.models.functions import RowNumber
 
-from accounts.account_data_selectors import IGNORED_USER_LIST, ignored_users_in
+from accounts.account_data_selectors import (
+    IGNORED_USER_LIST,
+    PUSH_RULES,
+    default_global_account_data,
+    ignored_users_in,
+)
 from accounts.models import AccountData, User
 from e2ee.models import ToDeviceMessage
 from e2ee.selectors import load_sync_e2ee
@@ -70,6 +80,9 @@ from events.pdu import Membership as M
 from events.stream import current_stream_position
 from events.timeline import RoomVisibility, event_filter_q, load_room_visibilities
 from matrixsrv.errors import NotFound
+from presence.rules import PresenceRecord
+from presence.selectors import load_sync_presence
+from push.selectors import NO_UNREAD, load_unread_counts
 from rooms.models import Membership, Room
 from sync.filters import Filter, RoomEventFilter, apply_event_fields, parse_filter, parse_filter_json
 from sync.models import Filter as StoredFilter
@@ -134,6 +147,11 @@ class SyncResult:
     # re-reads then), and the rooms with expired typing rows not announced yet (expire_typing).
     next_expiry_ms: int | None = None
     expired_typing_rooms: frozenset[str] = frozenset()
+    # Presence (presence.selectors): ``next_expiry_ms`` also covers the next presence change due by
+    # itself (idle, offline); these users' due changes are not announced yet
+    # (presence.actions.announce_due_presence); the user's own record, for ``set_presence``.
+    overdue_presence: frozenset[int] = frozenset()
+    own_presence: PresenceRecord | None = None
 
 
 @dataclass
@@ -282,6 +300,7 @@ def build_sync_response(
             entry["unread_notifications"] = {}
             entry["summary"] = _summary(plan)
         rooms[plan.section][plan.room_id] = entry
+    _add_unread_counts(rooms["join"], user, head, threaded=timeline_filter.unread_thread_notifications)
     if invites or knocks:
         stripped = _stripped_state([m.room_id for m in invites + knocks])
         for m in invites:
@@ -293,30 +312,67 @@ def build_sync_response(
                 "knock_state": {"events": stripped.get(m.room_id, []) + [_strip(m.event)]}
             }
 
+    presence = load_sync_presence(
+        user_pk=user.pk,
+        joined_room_ids=[m.room_id for m in memberships if m.membership == M.JOIN],
+        new_room_ids=[
+            m.room_id
+            for m in memberships
+            if m.membership == M.JOIN and since is not None and m.stream_pos > since
+        ],
+        since=since,
+        head=head,
+        now_ms=now_ms,
+        presence_filter=sync_filter.presence,
+    )
     body: dict[str, Any] = {
         "next_batch": f"s{head}",
         "rooms": rooms,
         "account_data": {
             "events": [e for e in global_data if sync_filter.account_data.allows(event_type=e["type"])]
         },
-        "presence": {"events": []},
+        "presence": {"events": presence.events},
         "to_device": {"events": e2ee.to_device},
-        "device_lists": {"changed": e2ee.changed, "left": []},
+        "device_lists": {"changed": e2ee.changed, "left": e2ee.left},
         "device_one_time_keys_count": e2ee.otk_counts,
     }
     if device_pk is not None:
         body["device_unused_fallback_key_types"] = e2ee.unused_fallback_types
     is_empty = not any(rooms.values()) and not body["account_data"]["events"]
-    is_empty = is_empty and not e2ee.to_device and not e2ee.changed
+    is_empty = is_empty and not e2ee.to_device and not e2ee.changed and not e2ee.left
+    is_empty = is_empty and not presence.events
     joined = frozenset(m.room_id for m in memberships if m.membership == M.JOIN)
     return SyncResult(
         body=body,
         next_pos=head,
         is_empty=is_empty,
         joined_room_ids=joined,
-        next_expiry_ms=ephemeral.next_expiry_ms,
+        next_expiry_ms=min(
+            (t for t in (ephemeral.next_expiry_ms, presence.next_due_ms) if t is not None), default=None
+        ),
         expired_typing_rooms=ephemeral.expired_rooms,
+        overdue_presence=presence.overdue,
+        own_presence=presence.own,
     )
+
+
+def add_own_presence(result: SyncResult, *, pos: int, event: dict[str, Any], sync_filter: Filter) -> bool:
+    """This sync's ``set_presence`` changed the user's presence at ``pos``, after ``result`` was read.
+    When ``pos`` is the position right after the read's head, nothing else lies between them: the
+    answer is completed with the user's own event and ends at ``pos`` (so the next long-poll does not
+    wake up at once for it), with no second read. False otherwise (the caller reads again)."""
+    if pos != result.next_pos + 1:
+        return False
+    result.next_pos = pos
+    result.body["next_batch"] = f"s{pos}"
+    presence_filter = sync_filter.presence
+    if presence_filter.matches_event(event) and presence_filter.limit != 0:
+        events = [e for e in result.body["presence"]["events"] if e["sender"] != event["sender"]] + [event]
+        if presence_filter.limit is not None:
+            events = events[-presence_filter.limit :]
+        result.body["presence"]["events"] = events
+        result.is_empty = False
+    return True
 
 
 def _load_account_data(
@@ -345,7 +401,28 @@ def _load_account_data(
             global_data.append(event)
         else:
             room_data[room_id].append(event)
+    if since is None and not any(e["type"] == PUSH_RULES for e in global_data):
+        # Never changed: the default rules, synthesized (spec: clients get m.push_rules on sync).
+        global_data.append({"type": PUSH_RULES, "content": default_global_account_data(user, PUSH_RULES)})
     return global_data, room_data, ignored
+
+
+def _add_unread_counts(
+    joined: dict[str, dict[str, Any]], user: User, head: int, *, threaded: bool
+) -> None:
+    """``unread_notifications`` (and, when the filter asks, ``unread_thread_notifications``) of the
+    joined rooms in the answer: one grouped query (push.selectors.load_unread_counts), none without
+    rooms. A room in the answer because the user's own receipt moved gets its lowered counts here."""
+    if not joined:
+        return
+    counts = load_unread_counts(user_pk=user.pk, room_ids=sorted(joined), head=head)
+    for room_id, entry in joined.items():
+        unread = counts.get(room_id, NO_UNREAD)
+        if threaded:
+            entry["unread_notifications"] = unread.main()
+            entry["unread_thread_notifications"] = unread.threads()
+        else:
+            entry["unread_notifications"] = unread.total()
 
 
 def _plan_rooms(

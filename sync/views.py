@@ -21,9 +21,17 @@ from matrixsrv.errors import Forbidden, InvalidParam, MatrixError, NotFound, Uns
 from matrixsrv.exception_handler import matrix_error_response
 from matrixsrv.http import json_object
 from matrixsrv.views import MatrixAPIView
-from sync.filters import parse_filter
+from presence import rules as presence_rules
+from presence.actions import announce_due_presence, now_ms, record_sync
+from sync.filters import Filter, parse_filter
 from sync.models import Filter as StoredFilter
-from sync.selectors import SyncResult, build_sync_response, find_filter_definition, load_filter
+from sync.selectors import (
+    SyncResult,
+    add_own_presence,
+    build_sync_response,
+    find_filter_definition,
+    load_filter,
+)
 from sync.tokens import StreamToken
 from sync.waiter import get_notifier
 
@@ -97,25 +105,36 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
         if since is None or full_state or timeout_s <= 0:
             result = await run_db(build_sync_response, user=user, device_pk=device_pk, since=since,
                                   sync_filter=sync_filter, full_state=full_state)
+            if not await _record_presence(
+                user, set_presence or presence_rules.ONLINE, 0, result, sync_filter
+            ):
+                result = await run_db(build_sync_response, user=user, device_pk=device_pk, since=since,
+                                      sync_filter=sync_filter, full_state=full_state)
             await _announce_expired_typing(result)
             return JsonResponse(result.body)
         deadline = time.monotonic() + timeout_s
         async with get_notifier().listen(user.pk) as waiter:  # subscribed before the first read
             result = await run_db(build_sync_response, user=user, device_pk=device_pk, since=since,
                                   sync_filter=sync_filter)
+            if not await _record_presence(
+                user, set_presence or presence_rules.ONLINE, int(timeout_s * 1000), result, sync_filter
+            ):
+                result = await run_db(build_sync_response, user=user, device_pk=device_pk, since=since,
+                                      sync_filter=sync_filter)
             notifier = get_notifier()
             while result.is_empty:
                 notifier.route(waiter, result.joined_room_ids)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                if result.expired_typing_rooms:
-                    # Someone stopped typing by timeout: announce it (a new position that wakes everyone
-                    # in the room; or another worker did) and read again at once.
+                if result.expired_typing_rooms or result.overdue_presence:
+                    # Someone stopped typing by timeout, or someone's presence changed by itself (idle,
+                    # offline): announce it (a new position that wakes everyone in the room; or another
+                    # worker did) and read again at once.
                     await _announce_expired_typing(result)
                 else:
                     wait_s = remaining
-                    if result.next_expiry_ms is not None:  # wake up when the next typing user expires
+                    if result.next_expiry_ms is not None:  # the next typing expiry or presence change
                         until_expiry = result.next_expiry_ms / 1000 - time.time() + TYPING_EXPIRY_SLACK_S
                         wait_s = min(remaining, max(0.0, until_expiry))
                     woken = await waiter.wait(after_pos=result.next_pos, timeout_s=wait_s)
@@ -131,9 +150,38 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
 
 
 async def _announce_expired_typing(result: SyncResult) -> None:
-    """The read found typing rows past their expiry (and did not show them): announce the change."""
+    """The read found typing rows past their expiry (and did not show them): announce the change.
+    Likewise presence that changed by itself (idle, offline, no longer currently active): the read
+    reports the users whose change is due (presence.actions.announce_due_presence, idempotent)."""
     if result.expired_typing_rooms:
         await run_db(expire_typing, room_ids=result.expired_typing_rooms)
+    if result.overdue_presence:
+        await run_db(announce_due_presence, user_pks=result.overdue_presence)
+
+
+async def _record_presence(
+    user: Any, set_presence: str, timeout_ms: int, result: SyncResult, sync_filter: Filter
+) -> bool:
+    """``set_presence`` (default online), decided on the user's presence as this sync's read found it:
+    an already-online user whose connection lease outlasts this long-poll costs no query and no
+    write (presence.rules.on_sync); otherwise presence.actions.record_sync writes (a lease renewal
+    at most every ~30 s is one silent UPDATE; a change others see takes a position and wakes them).
+
+    False when the change took a position that ``result`` cannot simply be completed with
+    (sync.selectors.add_own_presence): the caller reads again, so the answer holds the user's own new
+    presence and its ``next_batch`` is past it (as Synapse applies ``set_presence`` before building
+    the response); else the user's next long-poll would wake at once for it. True otherwise (``result``
+    is the answer, completed if need be)."""
+    own = result.own_presence
+    now = now_ms()
+    if presence_rules.on_sync(own, set_presence=set_presence, now_ms=now, timeout_ms=timeout_ms) is None:
+        return True
+    written = await run_db(record_sync, user=user, set_presence=set_presence, timeout_ms=timeout_ms, own=own)
+    if written is None:
+        return True
+    pos, record = written
+    event = presence_rules.event(record, now_ms(), user_id=user.mxid)
+    return add_own_presence(result, pos=pos, event=event, sync_filter=sync_filter)
 
 
 class CreateFilterView(MatrixAPIView):

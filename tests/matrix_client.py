@@ -15,6 +15,8 @@ from django.test import Client
 
 @dataclass
 class TestUser:
+    __test__ = False  # not a test class, whatever its name (pytest collects Test* from importing modules)
+
     user_id: str
     access_token: str
     device_id: str

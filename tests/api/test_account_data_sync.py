@@ -63,8 +63,10 @@ def test_initial_sync_has_all_global_and_room_account_data(matrix: MatrixClient,
     put_tag(matrix, alice, room_id, "m.favourite", {"order": 0.5})
     put_data(matrix, alice, "org.example.a", {"a": 2})  # the newest content, once
     body = sync(matrix, alice)
-    assert global_data(body) == {"org.example.a": {"a": 2}, "m.direct": {"@bob:test.local": [room_id]}}
-    assert len(body["account_data"]["events"]) == 2
+    data = global_data(body)
+    assert data.pop("m.push_rules")["global"]["override"]  # the server's rule set, unasked for
+    assert data == {"org.example.a": {"a": 2}, "m.direct": {"@bob:test.local": [room_id]}}
+    assert len(body["account_data"]["events"]) == 3  # each type once
     assert room_data(body, room_id) == {
         "org.example.r": {"r": 1},
         "m.tag": {"tags": {"m.favourite": {"order": 0.5}}},
@@ -154,7 +156,7 @@ def test_filters_select_account_data_types(matrix: MatrixClient, alice: TestUser
             "room": {"account_data": {"not_types": ["org.*"], "not_rooms": [other]}},
         },
     )
-    assert set(global_data(body)) == {"m.direct"}
+    assert set(global_data(body)) == {"m.direct", "m.push_rules"}  # m.push_rules: always on initial sync
     assert set(room_data(body, room_id)) == {"m.tag"}
     assert room_data(body, other) == {}
     body = sync(

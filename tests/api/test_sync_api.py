@@ -649,13 +649,20 @@ def test_prev_batch_and_next_batch_are_accepted_by_messages(matrix: MatrixClient
 #   types and device-list changes in one UNION ALL: E2EE_QUERIES), and one more only in the sync that
 #   acknowledges delivered to-device messages (their DELETE; not in these scenarios);
 # * ephemeral data adds one query to every sync with joined rooms (typing rows and receipts in one
-#   UNION ALL: EPHEMERAL_QUERIES), and an expiry announcement only when typing rows have expired.
+#   UNION ALL: EPHEMERAL_QUERIES), and an expiry announcement only when typing rows have expired;
+# * presence adds one query to every sync (the user's own row, the room-mates' changes and the next
+#   due transition in one UNION ALL: PRESENCE_QUERIES) and no write for a user who is online already
+#   (bringing a user online costs 4 more, once: tests/api/test_presence_api.py pins that);
+# * unread counts add one grouped query to every sync with joined rooms in its answer (UNREAD_QUERIES).
 E2EE_QUERIES = 1
 EPHEMERAL_QUERIES = 1
-INITIAL_SYNC_QUERIES = 9 + E2EE_QUERIES + EPHEMERAL_QUERIES
-NEWS_SYNC_QUERIES = 6 + E2EE_QUERIES + EPHEMERAL_QUERIES
-INCREMENTAL_SYNC_QUERIES = 8 + E2EE_QUERIES + EPHEMERAL_QUERIES
-EMPTY_SYNC_QUERIES = 4 + E2EE_QUERIES + EPHEMERAL_QUERIES
+PRESENCE_QUERIES = 1
+UNREAD_QUERIES = 1
+EVERY_SYNC = E2EE_QUERIES + EPHEMERAL_QUERIES + PRESENCE_QUERIES
+INITIAL_SYNC_QUERIES = 9 + EVERY_SYNC + UNREAD_QUERIES
+NEWS_SYNC_QUERIES = 6 + EVERY_SYNC + UNREAD_QUERIES
+INCREMENTAL_SYNC_QUERIES = 8 + EVERY_SYNC + UNREAD_QUERIES
+EMPTY_SYNC_QUERIES = 4 + EVERY_SYNC
 
 
 @pytest.fixture(params=[1, 20], ids=["1-room", "20-rooms"])
@@ -667,6 +674,7 @@ def busy_user(
         send_many(matrix, alice, room_id, f"r{i}-", 20)
         matrix.send_state(alice, room_id, "m.room.topic", {"topic": f"topic {i}"})
     matrix.whoami(bob)  # the device's first request records it as seen
+    matrix.put(f"presence/{q(bob.user_id)}/status", {"presence": "online"}, token=bob)  # online already
     return bob
 
 

