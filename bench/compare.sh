@@ -11,7 +11,10 @@
 #       (one Redis database per configuration, FLUSHDB'd before each start: use databases nobody else uses)
 #   PORT_1W [8031]  PORTS_2W ["8041 8042"]
 #   SYNAPSE_PY [/work/synapse-venv/bin/python]  SYNAPSE_DIR [/work/synapse-data] (homeserver.yaml, port 8018)
-#   SKIP_SYNAPSE [""] (non-empty: matrixsrv only)
+#   SKIP_SYNAPSE [""] (non-empty: matrixsrv only)   SKIP_2W [""] (non-empty: no two-worker run)
+#   BASELINE_DIR [""] a snapshot of an older commit to bench as well, with one worker, label
+#       baseline-pg-1w (same rounds, alternating), on BASELINE_DB [postgres://root@127.0.0.1:5432/bench_baseline]
+#       (must exist; migrated here): "did this change slow anything down?"
 #   SERVER_DIR [this repository] the matrixsrv code to run, e.g. a snapshot of one commit:
 #       mkdir /tmp/snap && git archive HEAD | tar -x -C /tmp/snap   (it runs with this repository's .venv)
 set -euo pipefail
@@ -32,6 +35,8 @@ SYNAPSE_URL=http://127.0.0.1:8018
 LOGDIR=${LOGDIR:-$(mktemp -d /tmp/matrix-bench-XXXXXX)}
 PY="$REPO/.venv/bin/python"
 SERVER_DIR=${SERVER_DIR:-$REPO}
+BASELINE_DIR=${BASELINE_DIR:-}
+BASELINE_DB=${BASELINE_DB:-postgres://root@127.0.0.1:5432/bench_baseline}
 
 PIDS=()
 stop_all() {
@@ -53,11 +58,12 @@ wait_ready() {  # url
     return 1
 }
 
-start_matrixsrv() {  # redis_url port...
+start_matrixsrv() {  # redis_url port...  (code from $SERVER_DIR on $MATRIXSRV_DB unless overridden)
     local redis=$1; shift
+    local dir=${RUN_DIR:-$SERVER_DIR} db=${RUN_DB:-$MATRIXSRV_DB}
     redis-cli -u "$redis" flushdb >/dev/null
     for port in "$@"; do
-        (cd "$SERVER_DIR" && DATABASE_URL=$MATRIXSRV_DB REDIS_URL=$redis MATRIX_RATE_LIMIT=off MATRIX_SERVER_NAME=localhost \
+        (cd "$dir" && DATABASE_URL=$db REDIS_URL=$redis MATRIX_RATE_LIMIT=off MATRIX_SERVER_NAME=localhost \
             MATRIX_SERVE_STATIC=off MATRIX_DATA_DIR="$LOGDIR/data" \
             exec "$REPO/.venv/bin/daphne" -b 127.0.0.1 -p "$port" matrixsrv.asgi:application \
             >"$LOGDIR/daphne-$port.log" 2>&1 </dev/null) &
@@ -84,6 +90,9 @@ bench() {  # label base_urls
 
 mkdir -p "$LOGDIR/data"
 (cd "$SERVER_DIR" && DATABASE_URL=$MATRIXSRV_DB MATRIX_DATA_DIR="$LOGDIR/data" "$PY" manage.py migrate --noinput >/dev/null)
+if [ -n "$BASELINE_DIR" ]; then
+    (cd "$BASELINE_DIR" && DATABASE_URL=$BASELINE_DB MATRIX_DATA_DIR="$LOGDIR/data" "$PY" manage.py migrate --noinput >/dev/null)
+fi
 if git -C "$SERVER_DIR" rev-parse --git-dir >/dev/null 2>&1; then
     code="commit $(git -C "$SERVER_DIR" rev-parse --short HEAD)$(
         git -C "$SERVER_DIR" diff --quiet HEAD -- . ':!bench' ':!tests' || echo ' + uncommitted changes')"
@@ -98,11 +107,19 @@ for round in $(seq 1 "$ROUNDS"); do
     bench matrixsrv-pg-1w "http://127.0.0.1:$PORT_1W"
     stop_all
 
-    read -r -a ports <<<"$PORTS_2W"
-    start_matrixsrv "$MATRIXSRV_REDIS_2" "${ports[@]}"
-    urls=$(printf 'http://127.0.0.1:%s,' "${ports[@]}")
-    bench matrixsrv-pg-2w "${urls%,}"
-    stop_all
+    if [ -n "$BASELINE_DIR" ]; then
+        RUN_DIR=$BASELINE_DIR RUN_DB=$BASELINE_DB start_matrixsrv "$MATRIXSRV_REDIS_1" "$PORT_1W"
+        bench baseline-pg-1w "http://127.0.0.1:$PORT_1W"
+        stop_all
+    fi
+
+    if [ -z "${SKIP_2W:-}" ]; then
+        read -r -a ports <<<"$PORTS_2W"
+        start_matrixsrv "$MATRIXSRV_REDIS_2" "${ports[@]}"
+        urls=$(printf 'http://127.0.0.1:%s,' "${ports[@]}")
+        bench matrixsrv-pg-2w "${urls%,}"
+        stop_all
+    fi
 
     if [ -z "${SKIP_SYNAPSE:-}" ]; then
         start_synapse
