@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, Model
 
 from accounts.models import Device, User
 from e2ee.models import (
@@ -21,6 +22,8 @@ from e2ee.models import (
     OneTimeKey,
     ToDeviceMessage,
 )
+from events.models import Event
+from matrixsrv import rawsql
 from rooms.models import Membership
 
 JOIN = "join"
@@ -42,72 +45,119 @@ def otk_counts(device: Device) -> dict[str, int]:
     return counts
 
 
-def sharing_user_pks(user_pk: int) -> QuerySet[Membership]:
-    """The local users joined to a room the user is joined to (a subquery of user pks)."""
-    rooms = Membership.objects.filter(user_id=user_pk, membership=JOIN).values("room_id")
-    return Membership.objects.filter(room_id__in=rooms, membership=JOIN, user__isnull=False).values("user_id")
-
-
 def joined_room_ids(user: User) -> list[str]:
     return list(Membership.objects.filter(user=user, membership=JOIN).values_list("room_id", flat=True))
 
 
-def _key_changes(user_pk: int, since: int, upto: int) -> QuerySet[DeviceListChange]:
-    """Users whose device lists or keys changed in ``(since, upto]`` and who share a room with the
-    user (or are the user); their user IDs as ``mx``."""
-    return (
-        DeviceListChange.objects.filter(stream_pos__gt=since, stream_pos__lte=upto)
-        .filter(Q(user_id=user_pk) | Q(user_id__in=sharing_user_pks(user_pk)))
-        .annotate(mx=F("user__mxid"))
-        .values_list("mx")
+@cache
+def _device_list_sql(vendor: str) -> tuple[str, str, str]:
+    """The three device-list reads as hand-written SQL, built once per database vendor (compiling
+    the equivalent ORM querysets cost ~10 ms of Python on every incremental /sync). Each selects one
+    column, an mxid; their parameters come from ``_device_list_params``.
+
+    1. key changes: users whose device lists or keys changed in ``(since, upto]`` and who share a
+       room with the user (or are the user).
+    2. newly sharing: local users who came to share a room with the user in ``(since, upto]``: they
+       joined one of the user's rooms, or the user joined a room they are in. Their devices are news
+       to the user's client (spec: ``changed`` lists the users who "now share an encrypted room"). A
+       join that follows a join (a profile change) is not a new share. Someone who also shares
+       another room is listed too: harmless, the client just downloads keys it has.
+    3. no longer sharing: local users who share no room with the user now but did in ``(since,
+       upto]``: they left (or were kicked or banned from) one of the user's rooms then, after being
+       joined; or the user left a room they were in (joined now, or whose membership changed after
+       ``since``). The spec's ``device_lists.left``: the client stops tracking their devices. (A
+       rejected invite is no leave: the event's ``prev_content.membership`` must be ``join``.)
+    """
+    q = connection.ops.quote_name
+    mem, ev, usr, dlc = (q(m._meta.db_table) for m in (Membership, Event, User, DeviceListChange))
+
+    def col(model: type[Model], name: str) -> str:
+        return q(model._meta.get_field(name).column)
+
+    m_room, m_user, m_mxid = col(Membership, "room"), col(Membership, "user"), col(Membership, "mxid")
+    m_ms, m_event = col(Membership, "membership"), col(Membership, "event")
+    m_pos = col(Membership, "stream_pos")
+    e_id, e_prev = col(Event, "id"), col(Event, "prev_content")
+    u_id, u_mxid = col(User, "id"), col(User, "mxid")
+    d_user, d_pos = col(DeviceListChange, "user"), col(DeviceListChange, "stream_pos")
+
+    def was_joined(alias: str) -> str:
+        """The event's ``prev_content.membership`` is ``"join"`` (NULL when it has none, as with the
+        ORM's JSON key lookup)."""
+        if vendor == "postgresql":
+            return f"(({alias}.{e_prev} -> 'membership') = '\"join\"'::jsonb)"
+        if vendor == "sqlite":
+            path = "'$.\"membership\"'"
+            return (
+                f"((CASE WHEN JSON_TYPE({alias}.{e_prev}, {path}) IN ('true', 'false', 'null') "
+                f"THEN JSON_TYPE({alias}.{e_prev}, {path}) ELSE JSON_EXTRACT({alias}.{e_prev}, {path}) END)"
+                f" = 'join')"
+            )
+        raise NotImplementedError(f"device-list SQL for database vendor {vendor!r}")
+
+    def not_a_rejoin(alias: str) -> str:
+        return f"NOT ({was_joined(alias)} AND {alias}.{e_prev} IS NOT NULL)"
+
+    gone = ", ".join(f"'{m}'" for m in GONE)
+    # params: user_pk
+    my_rooms = f"SELECT r.{m_room} FROM {mem} r WHERE r.{m_user} = %s AND r.{m_ms} = '{JOIN}'"
+    # params: user_pk
+    sharing = (
+        f"SELECT s.{m_user} FROM {mem} s WHERE s.{m_ms} = '{JOIN}' AND s.{m_user} IS NOT NULL "
+        f"AND s.{m_room} IN ({my_rooms})"
     )
-
-
-def _newly_sharing(user_pk: int, since: int, upto: int) -> QuerySet[Membership]:
-    """Local users who came to share a room with the user in ``(since, upto]``: they joined one of
-    the user's rooms, or the user joined a room they are in. Their devices are news to the user's
-    client (spec: ``changed`` lists the users who "now share an encrypted room"). A join that follows
-    a join (a profile change) is not a new share. Someone who also shares another room is listed
-    too: harmless, the client just downloads keys it has."""
-    mine = Membership.objects.filter(user_id=user_pk, membership=JOIN)
-    became_member = Q(stream_pos__gt=since, stream_pos__lte=upto) & ~Q(event__prev_content__membership=JOIN)
-    i_joined = mine.filter(became_member).values("room_id")
-    return (
-        Membership.objects.filter(membership=JOIN, user__isnull=False, room_id__in=mine.values("room_id"))
-        .exclude(user_id=user_pk)
-        .filter(became_member | Q(room_id__in=i_joined))
-        .values_list("mxid")
+    key_changes = (
+        f"SELECT u.{u_mxid} FROM {dlc} d INNER JOIN {usr} u ON d.{d_user} = u.{u_id} "
+        f"WHERE d.{d_pos} > %s AND d.{d_pos} <= %s AND (d.{d_user} = %s OR d.{d_user} IN ({sharing}))"
     )
-
-
-def _no_longer_sharing(user_pk: int, since: int, upto: int) -> QuerySet[Membership]:
-    """Local users who share no room with the user now but did in ``(since, upto]``: they left (or
-    were kicked or banned from) one of the user's rooms then, after being joined; or the user left a
-    room they were in (joined now, or whose membership changed after ``since``). The spec's
-    ``device_lists.left``: the client stops tracking their devices. (A rejected invite is no leave.)"""
-    mine = Membership.objects.filter(user_id=user_pk, membership=JOIN).values("room_id")
-    i_left = Membership.objects.filter(
-        user_id=user_pk, membership__in=GONE, stream_pos__gt=since, stream_pos__lte=upto
-    ).values("room_id")
-    they_left = Q(room_id__in=mine, membership__in=GONE, stream_pos__gt=since, stream_pos__lte=upto) & Q(
-        event__prev_content__membership=JOIN  # not a rejected invite: they were in the room
+    newly_sharing = (
+        f"SELECT m.{m_mxid} FROM {mem} m INNER JOIN {ev} e ON m.{m_event} = e.{e_id} "
+        f"WHERE m.{m_ms} = '{JOIN}' AND m.{m_room} IN ({my_rooms}) "
+        f"AND m.{m_user} IS NOT NULL AND m.{m_user} <> %s "
+        f"AND ((m.{m_pos} > %s AND m.{m_pos} <= %s AND {not_a_rejoin('e')}) "
+        f"OR m.{m_room} IN (SELECT i.{m_room} FROM {mem} i INNER JOIN {ev} ie ON i.{m_event} = ie.{e_id} "
+        f"WHERE i.{m_user} = %s AND i.{m_ms} = '{JOIN}' AND i.{m_pos} > %s AND i.{m_pos} <= %s "
+        f"AND {not_a_rejoin('ie')}))"
     )
-    were_with_me = Q(room_id__in=i_left) & (Q(membership=JOIN) | Q(stream_pos__gt=since))
+    no_longer_sharing = (
+        f"SELECT m.{m_mxid} FROM {mem} m INNER JOIN {ev} e ON m.{m_event} = e.{e_id} "
+        f"WHERE m.{m_user} IS NOT NULL AND m.{m_user} <> %s "
+        f"AND ((m.{m_ms} IN ({gone}) AND m.{m_room} IN ({my_rooms}) "
+        f"AND m.{m_pos} > %s AND m.{m_pos} <= %s AND {was_joined('e')}) "
+        f"OR (m.{m_room} IN (SELECT l.{m_room} FROM {mem} l WHERE l.{m_user} = %s "
+        f"AND l.{m_ms} IN ({gone}) AND l.{m_pos} > %s AND l.{m_pos} <= %s) "
+        f"AND (m.{m_ms} = '{JOIN}' OR m.{m_pos} > %s))) "
+        # NOT EXISTS, not NOT IN (no NULLs on either side, same meaning): PostgreSQL then checks only
+        # the few candidate rows instead of first collecting every user sharing a room (1.2 -> 0.06 ms)
+        f"AND NOT EXISTS (SELECT 1 FROM {mem} s WHERE s.{m_user} = m.{m_user} AND s.{m_ms} = '{JOIN}' "
+        f"AND s.{m_room} IN ({my_rooms}))"
+    )
+    return key_changes, newly_sharing, no_longer_sharing
+
+
+def _device_list_params(
+    user_pk: int, since: int, upto: int
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The parameters of the three statements of ``_device_list_sql``, in their order."""
     return (
-        Membership.objects.filter(user__isnull=False)
-        .exclude(user_id=user_pk)
-        .filter(they_left | were_with_me)
-        .exclude(user_id__in=sharing_user_pks(user_pk))
-        .values_list("mxid")
+        (since, upto, user_pk, user_pk),
+        (user_pk, user_pk, since, upto, user_pk, since, upto),
+        (user_pk, user_pk, since, upto, user_pk, since, upto, since, user_pk),
     )
 
 
 def device_list_changes(user: User, since: int, upto: int) -> tuple[list[str], list[str]]:
     """GET /keys/changes: ``(changed, left)`` between two stream positions, as /sync's
-    ``device_lists`` would report them (see ``load_sync_e2ee``)."""
-    changed = {mx for (mx,) in _key_changes(user.pk, since, upto)}
-    changed.update(mx for (mx,) in _newly_sharing(user.pk, since, upto))
-    left = {mx for (mx,) in _no_longer_sharing(user.pk, since, upto)}
+    ``device_lists`` would report them (see ``load_sync_e2ee``); one hand-written query."""
+    key_changes, newly_sharing, no_longer_sharing = _device_list_sql(connection.vendor)
+    p1, p2, p3 = _device_list_params(user.pk, since, upto)
+    rows = rawsql.fetch_all(
+        f"SELECT 0, c.* FROM ({key_changes}) AS c UNION ALL SELECT 0, j.* FROM ({newly_sharing}) AS j "
+        f"UNION ALL SELECT 1, g.* FROM ({no_longer_sharing}) AS g",
+        p1 + p2 + p3,
+    )
+    changed = {mx for kind, mx in rows if kind == 0}
+    left = {mx for kind, mx in rows if kind == 1}
     return sorted(changed), sorted(left - changed)
 
 
@@ -174,18 +224,14 @@ class SyncE2EE:
     acknowledged: int = 0  # messages at or below ``since`` still stored (to delete)
 
 
-def _sql(qs: QuerySet[Any]) -> tuple[str, tuple[Any, ...]]:
-    sql, params = qs.query.sql_with_params()
-    return sql, tuple(params)
-
-
 def load_sync_e2ee(*, user: User, device_pk: int | None, since: int | None, head: int) -> SyncE2EE:
     """Everything /sync sends about E2EE, in ONE query (a UNION ALL of small indexed reads): the
     device's to-device messages in ``(since, head]`` (all up to ``head`` in an initial sync), how many
     older ones are still stored (acknowledged by this ``since``), its one-time key counts and unused
     fallback key algorithms, and (incremental syncs only) ``device_lists``: the users sharing a room
     whose device lists changed in ``(since, head]`` or who came to share one then (``changed``), and
-    those who no longer share any (``left``)."""
+    those who no longer share any (``left``). Hand-written SQL, built once: compiling ORM querysets
+    here cost more Python than the database spends running them."""
     out = SyncE2EE()
     parts: list[tuple[str, tuple[Any, ...]]] = []
     t_msg = ToDeviceMessage._meta.db_table
@@ -228,12 +274,11 @@ def load_sync_e2ee(*, user: User, device_pk: int | None, since: int | None, head
             )
         )
     if since is not None:
-        sql, params = _sql(_key_changes(user.pk, since, head))
-        parts.append((f"SELECT 5, 0, 0, mx, '', '' FROM ({sql}) AS changed", params))
-        sql, params = _sql(_newly_sharing(user.pk, since, head))
-        parts.append((f"SELECT 5, 0, 0, mxid, '', '' FROM ({sql}) AS joined", params))
-        sql, params = _sql(_no_longer_sharing(user.pk, since, head))
-        parts.append((f"SELECT 6, 0, 0, mxid, '', '' FROM ({sql}) AS gone", params))
+        key_changes, newly_sharing, no_longer_sharing = _device_list_sql(connection.vendor)
+        p1, p2, p3 = _device_list_params(user.pk, since, head)
+        parts.append((f"SELECT 5, 0, 0, c.*, '', '' FROM ({key_changes}) AS c", p1))
+        parts.append((f"SELECT 5, 0, 0, j.*, '', '' FROM ({newly_sharing}) AS j", p2))
+        parts.append((f"SELECT 6, 0, 0, g.*, '', '' FROM ({no_longer_sharing}) AS g", p3))
     if not parts:
         return out
     sql = " UNION ALL ".join(f"SELECT * FROM ({p}) AS p{i}" for i, (p, _) in enumerate(parts))

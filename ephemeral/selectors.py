@@ -8,18 +8,23 @@ read checks each typer's current membership in the same query (a correlated ``EX
 ``Membership`` unique key). A row of a departed typer that is not yet announced makes its room's
 typing set count as changed, so the others get the set without them in the same sync that brings the
 leave; and it is reported with the expired rows, so the sync view's ``expire_typing`` clears it at a
-new position (which also keeps a quick re-join from showing the old row again)."""
+new position (which also keeps a quick re-join from showing the old row again).
+
+The query is hand-written (``_ephemeral_sql``): it runs on every /sync with joined rooms, where the
+ORM's compilation of the union cost more than the query itself (matrixsrv/rawsql.py)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from django.db.models import BooleanField, CharField, Exists, IntegerField, OuterRef, Q, Value
+from django.db import connection
 
 from ephemeral.models import Receipt, Typing
 from events.pdu import Membership as M
+from matrixsrv.rawsql import fetch_all
 from rooms.models import Membership
 
 TYPING = "m.typing"
@@ -64,38 +69,16 @@ def load_room_ephemeral(
     # One query (UNION ALL): every typing row that may matter (active, or changed after ``since``)
     # and the receipts to send. Columns: kind, room, user, expiry | ts, position, type, thread, event,
     # and for typing rows whether the typer is joined now (receipts: always true, unused).
-    typing_rows = Typing.objects.filter(room_id__in=room_ids).filter(
-        Q(expires_at_ms__gt=0) if since is None else Q(expires_at_ms__gt=0) | Q(stream_pos__gt=since)
-    )
-    receipts = Receipt.objects.filter(room_id__in=room_ids, stream_pos__lte=head).filter(
-        ~Q(receipt_type=READ_PRIVATE) | Q(user_id=user_pk)
-    )
+    rooms_in = ", ".join(["%s"] * len(room_ids))
+    typing_sql, receipt_sql = _ephemeral_sql(since is None)
+    sql = typing_sql.format(rooms=rooms_in) + " UNION ALL " + receipt_sql.format(rooms=rooms_in)
+    params: list[Any] = [M.JOIN, *room_ids]
     if since is not None:
-        receipts = receipts.filter(stream_pos__gt=since)
-    blank = Value("", output_field=CharField())
-    joined_now = Exists(
-        Membership.objects.filter(room_id=OuterRef("room_id"), mxid=OuterRef("mxid"), membership=M.JOIN)
-    )
-    rows = (
-        typing_rows.annotate(
-            kind=Value(_TYPING_ROW, output_field=IntegerField()),
-            rt=blank,
-            th=blank,
-            ev=blank,
-            joined=joined_now,
-        )
-        .values_list("kind", "room_id", "mxid", "expires_at_ms", "stream_pos", "rt", "th", "ev", "joined")
-        .union(
-            receipts.annotate(
-                kind=Value(_RECEIPT_ROW, output_field=IntegerField()),
-                joined=Value(True, output_field=BooleanField()),
-            ).values_list(
-                "kind", "room_id", "mxid", "ts", "stream_pos", "receipt_type", "thread_id", "event_id",
-                "joined",
-            ),
-            all=True,
-        )
-    )
+        params.append(since)
+    params += [*room_ids, head, READ_PRIVATE, user_pk]
+    if since is not None:
+        params.append(since)
+    rows = fetch_all(sql, params)
 
     typing_now: dict[str, list[str]] = defaultdict(list)
     changed: set[str] = set()
@@ -133,3 +116,39 @@ def load_room_ephemeral(
     result.next_expiry_ms = next_expiry
     result.expired_rooms = frozenset(expired)
     return result
+
+
+@cache
+def _ephemeral_sql(initial: bool) -> tuple[str, str]:
+    """The two halves of ``load_room_ephemeral``'s UNION ALL, each with a ``{rooms}`` slot for the
+    ``IN`` placeholders. Parameters, in order: ``join``, the room IDs, ``since`` (incremental only);
+    the room IDs, ``head``, ``m.read.private``, the user's pk, ``since`` (incremental only).
+    Built once per shape from the models' metadata."""
+    quote = connection.ops.quote_name
+    typing, receipt, member = (quote(model._meta.db_table) for model in (Typing, Receipt, Membership))
+
+    def col(model: Any, name: str) -> str:
+        return quote(model._meta.get_field(name).column)
+
+    t_room, t_mxid = col(Typing, "room"), col(Typing, "mxid")
+    t_exp, t_pos = col(Typing, "expires_at_ms"), col(Typing, "stream_pos")
+    r_room, r_pos, r_user = col(Receipt, "room"), col(Receipt, "stream_pos"), col(Receipt, "user")
+    r_type = col(Receipt, "receipt_type")
+    m_room, m_mxid = col(Membership, "room"), col(Membership, "mxid")
+    m_membership = col(Membership, "membership")
+    joined_now = (
+        f"EXISTS (SELECT 1 FROM {member} m WHERE m.{m_room} = t.{t_room} AND m.{m_mxid} = t.{t_mxid} "
+        f"AND m.{m_membership} = %s)"
+    )
+    typing_sql = (
+        f"SELECT {_TYPING_ROW}, t.{t_room}, t.{t_mxid}, t.{t_exp}, t.{t_pos}, '', '', '', {joined_now} "
+        f"FROM {typing} t WHERE t.{t_room} IN ({{rooms}}) AND "
+        + (f"t.{t_exp} > 0" if initial else f"(t.{t_exp} > 0 OR t.{t_pos} > %s)")
+    )
+    receipt_sql = (
+        f"SELECT {_RECEIPT_ROW}, r.{r_room}, r.{col(Receipt, 'mxid')}, r.{col(Receipt, 'ts')}, r.{r_pos}, "
+        f"r.{r_type}, r.{col(Receipt, 'thread_id')}, r.{col(Receipt, 'event_id')}, 1 = 1 "
+        f"FROM {receipt} r WHERE r.{r_room} IN ({{rooms}}) AND r.{r_pos} <= %s "
+        f"AND (r.{r_type} <> %s OR r.{r_user} = %s)" + ("" if initial else f" AND r.{r_pos} > %s")
+    )
+    return typing_sql, receipt_sql

@@ -31,7 +31,7 @@ from events.notify import notify_on_commit
 from events.stream import next_stream_position
 from presence import rules
 from presence.models import Presence
-from presence.selectors import joined_rooms_of
+from presence.selectors import joined_rooms_of, load_record
 
 
 def now_ms() -> int:
@@ -62,12 +62,10 @@ def set_presence(*, user: User, presence: str, status_msg: str | None) -> int:
     updates)."""
     with transaction.atomic(savepoint=False):
         pos = next_stream_position()  # first: serializes presence writers; the row is read under it
-        row = Presence.objects.filter(user_id=user.pk).first()
+        current = load_record(user.pk)
         now = now_ms()
-        record = rules.on_put(
-            row.record() if row is not None else None, presence=presence, status_msg=status_msg, now_ms=now
-        )
-        _save(user=user, exists=row is not None, record=record, pos=pos, now=now)
+        record = rules.on_put(current, presence=presence, status_msg=status_msg, now_ms=now)
+        _save(user=user, exists=current is not None, record=record, pos=pos, now=now)
         notify_on_commit(pos=pos, rooms=joined_rooms_of([user.pk]), users=[user.pk])
     return pos
 
@@ -97,11 +95,10 @@ def record_sync(
 
 def record_activity(*, user: User) -> tuple[int, rules.PresenceRecord] | None:
     """A pro-active act of ``user`` (e.g. sending a message; ``rules.on_activity``): back online from
-    idle or an explicit ``unavailable``, and ``currently_active`` kept up. One read; a write at most
-    every ``ACTIVE_MS // 2`` per user, with a position only when what clients see changes. The
-    position and the new record, or None."""
-    row = Presence.objects.filter(user_id=user.pk).first()
-    own = row.record() if row is not None else None
+    idle or an explicit ``unavailable``, and ``currently_active`` kept up. One read (hand-written:
+    ``selectors.load_record``, as it runs on every send); a write at most every ``ACTIVE_MS // 2`` per
+    user, with a position only when what clients see changes. The position and the new record, or None."""
+    own = load_record(user.pk)
     now = now_ms()
 
     def decide(current: rules.PresenceRecord | None) -> rules.PresenceRecord | None:
@@ -141,11 +138,11 @@ def _apply(
         return None
     with transaction.atomic(savepoint=False):
         pos = next_stream_position()
-        row = Presence.objects.filter(user_id=user.pk).first()
-        record = decide(row.record() if row is not None else None)
+        current = load_record(user.pk)
+        record = decide(current)
         if record is None:
             return None  # a concurrent request did it; the position is a harmless gap
-        _save(user=user, exists=row is not None, record=record, pos=pos, now=now)
+        _save(user=user, exists=current is not None, record=record, pos=pos, now=now)
         notify_on_commit(pos=pos, rooms=joined_rooms_of([user.pk]), users=[user.pk])
     return pos, record
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from django.db.models import BigIntegerField, CharField, IntegerField, Min, Q, Value
+from django.db import connection
 
 from accounts.models import User
 from matrixsrv.errors import Forbidden, NotFound
+from matrixsrv.rawsql import fetch_all, fetch_one
 from presence import rules
 from presence.models import Presence
 from rooms.models import Membership
@@ -16,8 +18,6 @@ from sync.filters import EventFilter
 
 JOIN = "join"
 _ROW, _NEXT_DUE = 0, 1
-_COLUMNS = ("kind", "user_id", "mxid", "requested", "status_msg", "last_active_ms", "online_until_ms",
-            "due_ms", "stream_pos")
 
 
 @dataclass
@@ -54,39 +54,24 @@ def load_sync_presence(
     ``now_ms``, so ``last_active_ago`` is current (the spec: "must be up to date whenever the server
     gives a presence event").
 
-    One query (UNION ALL): the rows, and the earliest future ``due_ms`` among the room-mates.
+    One query (UNION ALL): the rows, and the earliest future ``due_ms`` among the room-mates;
+    hand-written (``_sync_sql``), as it runs on every /sync and the ORM's compilation cost more than it.
     """
     result = SyncPresence()
-    window = Q(stream_pos__lte=head) if since is None else Q(stream_pos__gt=since, stream_pos__lte=head)
-    wanted = window | Q(due_ms__lte=now_ms)
-    mates = Membership.objects.filter(room_id__in=sorted(joined_room_ids), membership=JOIN)
-    if since is not None:
-        newcomers = Q(stream_pos__gt=since)
-        if new_room_ids:
-            newcomers |= Q(room_id__in=sorted(new_room_ids))
-        wanted |= Q(user_id__in=mates.filter(newcomers).values("user_id"))
-    rows = Presence.objects.filter(Q(user_id=user_pk) | (Q(user_id__in=mates.values("user_id")) & wanted))
-    rows = rows.annotate(kind=Value(_ROW, output_field=IntegerField())).values_list(*_COLUMNS)
-    if joined_room_ids:
-        blank = Value("", output_field=CharField())
-        zero = Value(0, output_field=BigIntegerField())
-        next_due = (
-            Presence.objects.filter(user_id__in=mates.values("user_id"), due_ms__gt=now_ms)
-            .annotate(kind=Value(_NEXT_DUE, output_field=IntegerField()))
-            .values("kind")
-            .annotate(
-                next_due=Min("due_ms"),
-                user=zero,
-                mx=blank,
-                req=blank,
-                msg=Value(None, output_field=CharField()),
-                active=zero,
-                until=zero,
-                pos=zero,
-            )
-            .values_list("kind", "user", "mx", "req", "msg", "active", "until", "next_due", "pos")
-        )
-        rows = rows.union(next_due, all=True)
+    rooms = sorted(joined_room_ids)
+    new_rooms = sorted(new_room_ids) if since is not None else []
+    sql = _sync_sql(initial=since is None, any_rooms=bool(rooms), any_new_rooms=bool(new_rooms)).format(
+        rooms=_marks(len(rooms)), new_rooms=_marks(len(new_rooms))
+    )
+    params: list[Any] = [user_pk]
+    if rooms:
+        params += rooms
+        params += [head] if since is None else [since, head]
+        params.append(now_ms)
+        if since is not None:
+            params += [*rooms, since, *new_rooms]
+        params += [now_ms, *rooms]
+    rows = fetch_all(sql, params)
 
     allows_presence = presence_filter.matches_type(rules.PRESENCE)
     changed: list[tuple[int, dict[str, Any]]] = []
@@ -127,6 +112,63 @@ def load_sync_presence(
     return result
 
 
+def _marks(n: int) -> str:
+    """``n`` placeholders for an ``IN (...)`` list (string building is cheap; compiling is not)."""
+    return ", ".join(["%s"] * n)
+
+
+@cache
+def _names() -> dict[str, str]:
+    """Quoted table and column names, from the models' metadata."""
+    quote = connection.ops.quote_name
+    names = {"presence": quote(Presence._meta.db_table), "membership": quote(Membership._meta.db_table)}
+    for model, prefix in ((Presence, "p_"), (Membership, "m_")):
+        for f in model._meta.concrete_fields:
+            names[prefix + f.attname] = quote(f.column)
+    return names
+
+
+@cache
+def _mates_sql() -> str:
+    """The user pks joined to any of the rooms ``{rooms}`` (their placeholders, filled per call)."""
+    n = _names()
+    return (
+        f"SELECT m.{n['m_user_id']} FROM {n['membership']} m "
+        f"WHERE m.{n['m_membership']} = '{JOIN}' AND m.{n['m_room_id']} IN ({{rooms}})"
+    )
+
+
+@cache
+def _sync_sql(*, initial: bool, any_rooms: bool, any_new_rooms: bool) -> str:
+    """``load_sync_presence``'s statement for one shape, with ``{rooms}`` and ``{new_rooms}`` left
+    for the ``IN`` placeholders. Params: the user; then, with rooms: the rooms, ``head`` (incremental:
+    ``since``, ``head``), ``now``; incremental: the rooms, ``since``, the new rooms; ``now``, the rooms.
+    """
+    n = _names()
+    cols = ", ".join(
+        f"p.{n['p_' + c]}"
+        for c in ("user_id", "mxid", "requested", "status_msg", "last_active_ms", "online_until_ms",
+                  "due_ms", "stream_pos")
+    )
+    own = f"SELECT {_ROW}, {cols} FROM {n['presence']} p WHERE p.{n['p_user_id']} = %s"
+    if not any_rooms:
+        return own
+    pos, due, mates = f"p.{n['p_stream_pos']}", f"p.{n['p_due_ms']}", _mates_sql()
+    window = f"{pos} <= %s" if initial else f"({pos} > %s AND {pos} <= %s)"
+    wanted = f"{window} OR {due} <= %s"
+    if not initial:
+        newcomers = f"m.{n['m_stream_pos']} > %s"
+        if any_new_rooms:
+            newcomers = f"({newcomers} OR m.{n['m_room_id']} IN ({{new_rooms}}))"
+        wanted += f" OR p.{n['p_user_id']} IN ({mates} AND {newcomers})"
+    rows = f"{own} OR (p.{n['p_user_id']} IN ({mates}) AND ({wanted}))"
+    next_due = (
+        f"SELECT {_NEXT_DUE}, 0, '', '', NULL, 0, 0, MIN({due}), 0 FROM {n['presence']} p "
+        f"WHERE {due} > %s AND p.{n['p_user_id']} IN ({mates})"
+    )
+    return f"{rows} UNION ALL {next_due}"
+
+
 def get_presence(*, viewer: User, user_id: str, now_ms: int) -> dict[str, Any]:
     """GET /presence/{userId}/status: the presence derived now. 404 for a user this server does not
     have; 403 unless the viewer is the user or shares a joined room with them (Synapse's rule: the
@@ -136,22 +178,47 @@ def get_presence(*, viewer: User, user_id: str, now_ms: int) -> dict[str, Any]:
         raise NotFound("Unknown user")
     if target != viewer.pk and not shares_a_room(viewer.pk, target):
         raise Forbidden("You are not allowed to see their presence")
-    row = Presence.objects.filter(user_id=target).first()
-    return rules.content(row.record() if row is not None else None, now_ms)
+    return rules.content(load_record(target), now_ms)
+
+
+def load_record(user_pk: int) -> rules.PresenceRecord | None:
+    """The user's presence record, None without a row: one hand-written single-row SELECT, as it is
+    read on every send (``presence.actions.record_activity``) and the ORM's compilation cost more."""
+    row = fetch_one(_record_sql(), (user_pk,))
+    return rules.PresenceRecord(*row) if row is not None else None
+
+
+@cache
+def _record_sql() -> str:
+    n = _names()
+    cols = ", ".join(n["p_" + c] for c in ("requested", "status_msg", "last_active_ms", "online_until_ms"))
+    return f"SELECT {cols} FROM {n['presence']} WHERE {n['p_user_id']} = %s"
 
 
 def shares_a_room(a_pk: int, b_pk: int) -> bool:
-    return Membership.objects.filter(
-        user_id=b_pk,
-        membership=JOIN,
-        room_id__in=Membership.objects.filter(user_id=a_pk, membership=JOIN).values("room_id"),
-    ).exists()
+    """Whether both users are joined to some room (hand-written, like the other reads here)."""
+    return fetch_one(_shares_sql(), (b_pk, a_pk)) is not None
+
+
+@cache
+def _shares_sql() -> str:
+    n = _names()
+    user, room, membership = n["m_user_id"], n["m_room_id"], n["m_membership"]
+    return (
+        f"SELECT 1 FROM {n['membership']} b WHERE b.{user} = %s AND b.{membership} = '{JOIN}' "
+        f"AND b.{room} IN (SELECT a.{room} FROM {n['membership']} a "
+        f"WHERE a.{user} = %s AND a.{membership} = '{JOIN}') LIMIT 1"
+    )
 
 
 def joined_rooms_of(user_pks: list[int]) -> list[str]:
-    """The rooms whose members see these users' presence (where a change must wake /sync waiters)."""
-    return sorted(
-        set(
-            Membership.objects.filter(user_id__in=user_pks, membership=JOIN).values_list("room_id", flat=True)
-        )
+    """The rooms whose members see these users' presence (where a change must wake /sync waiters).
+    Hand-written, like the other reads here."""
+    if not user_pks:
+        return []
+    n = _names()
+    sql = (
+        f"SELECT DISTINCT {n['m_room_id']} FROM {n['membership']} "
+        f"WHERE {n['m_membership']} = '{JOIN}' AND {n['m_user_id']} IN ({_marks(len(user_pks))})"
     )
+    return sorted(room_id for (room_id,) in fetch_all(sql, list(user_pks)))

@@ -586,6 +586,45 @@ def default_rules_are_shared(event: Mapping[str, Any], user_id: str) -> bool:
     return not (isinstance(mentioned, list) and any(_same_scalar(item, user_id) for item in mentioned))
 
 
+def evaluate_shared_defaults(event: Mapping[str, Any], ctx: PushContext) -> list[Any]:
+    """``evaluate(default_ruleset(NOBODY), event, ctx)``, the actions every recipient without rules of
+    their own gets (``default_rules_are_shared``), computed once per event on every send: same result,
+    without building the rule set each time, and checking only the rules whose ``type`` conditions
+    the event's type can match (``_shared_defaults_for``)."""
+    event_type = event.get("type")
+    rules = _shared_defaults_for(event_type) if isinstance(event_type, str) else _shared_defaults()
+    for kind, rule in rules:
+        if rule_matches(kind, rule, event, ctx):
+            return [copy.deepcopy(a) for a in rule["actions"] if not _is_historical(a)]
+    return []
+
+
+@lru_cache(maxsize=1)
+def _shared_defaults() -> tuple[tuple[str, Mapping[str, Any]], ...]:
+    """The enabled rules of ``default_ruleset(NOBODY)`` as ``(kind, rule)`` in checking order; built
+    once and never changed (``evaluate_shared_defaults`` copies the actions it returns)."""
+    kinds = default_ruleset(NOBODY)["global"]
+    return tuple((kind, rule) for kind in KINDS for rule in kinds[kind] if rule.get("enabled", True))
+
+
+@lru_cache(maxsize=256)
+def _shared_defaults_for(event_type: str) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+    """``_shared_defaults`` without the rules that cannot match an event of ``event_type``: those
+    with an ``event_match`` condition on ``type`` whose pattern does not match it (checked with
+    ``condition_matches`` itself, so globs and case are handled as in any evaluation)."""
+    probe = {"type": event_type}
+    ctx = PushContext(user_id=NOBODY)
+
+    def possible(rule: Mapping[str, Any]) -> bool:
+        return all(
+            condition_matches(c, probe, ctx)
+            for c in rule.get("conditions", [])
+            if c.get("kind") == "event_match" and c.get("key") == "type"
+        )
+
+    return tuple((kind, rule) for kind, rule in _shared_defaults() if possible(rule))
+
+
 def should_count(event: Mapping[str, Any], user_id: str) -> bool:
     """False for the user's own events: "Homeservers MUST NOT notify the Push Gateway for events
     that the user has sent themselves", and "homeservers process push rules for each of the local
