@@ -34,7 +34,7 @@ from events.formatting import format_client_event
 from events.stream import next_stream_position
 from matrixsrv.errors import BadJson, Forbidden, InvalidParam, NotFound, TooLarge
 from matrixsrv.rawsql import fetch_one
-from push.actions import plan_push_actions
+from push.actions import load_push_recipients, plan_push_actions
 from rooms.models import Membership, Room
 from rooms.selectors import LockedRoom, lock_room
 
@@ -88,6 +88,7 @@ def append_event(
     redacts_own_event: bool = False,
     notify_extra: Iterable[int] = (),
     ignore_block: bool = False,
+    push_recipients: list[tuple[Any, ...]] | None = None,
 ) -> Event:
     """Check ``draft`` against the room's auth rules and append it. Raises Forbidden when rejected.
 
@@ -115,7 +116,9 @@ def append_event(
     previous = state_rows.get((draft.type, draft.state_key)) if draft.state_key is not None else None
     # Push rules are evaluated before the stream position is taken (the serialized tail stays short)
     # and their notifications stored with the event, in its transaction.
-    notifications = plan_push_actions(room=room, event=pdu, state=state, version=version)
+    notifications = plan_push_actions(
+        room=room, event=pdu, state=state, version=version, recipients=push_recipients
+    )
     event = _persist(room, version, pdu, draft, previous=previous, send=send, notify_extra=notify_extra)
     notifications.record(event)
     return event
@@ -307,6 +310,7 @@ def _find_replay(
 def send_message_event(*, sender: User, room_id: str, event_type: str, content: dict[str, Any],
                        send: SendContext = SendContext()) -> str:
     """Append a non-state event; idempotent per (device, txn_id): a replay returns the first event's ID."""
+    recipients = load_push_recipients(room_id=room_id, sender=sender.mxid)
     locked = lock_room(room_id)
     redacts = content.get("redacts") if event_type == EventTypes.REDACTION else None
     existing = _find_replay(send, room_id=locked.room.room_id, event_type=event_type,
@@ -316,7 +320,7 @@ def send_message_event(*, sender: User, room_id: str, event_type: str, content: 
     draft = EventDraft(type=event_type, sender=sender.mxid, content=content)
     if event_type == EventTypes.REDACTION:
         return _redact(locked, sender, draft, content.get("redacts"), send).event_id
-    return append_event(locked, draft, send=send).event_id
+    return append_event(locked, draft, send=send, push_recipients=recipients).event_id
 
 
 @transaction.atomic

@@ -288,8 +288,27 @@ class PendingPushActions:
                 cursor.execute(_insert_sql(len(batch)), params)
 
 
+def load_push_recipients(*, room_id: str, sender: str, invitee: str | None = None) -> list[tuple[Any, ...]]:
+    """The room's local members (and a local invitee) whom an event of ``sender`` may notify, with
+    what evaluating their rules needs: one hand-written query. ``send_message_event`` reads this
+    *before* it locks the room, so the room's serialized section does not wait for it (a member who
+    joins in that millisecond is not notified of this one message, as with Synapse, which computes
+    push actions from the event's context before persisting it)."""
+    return [
+        (user_pk, mxid, membership, displayname, _json(overrides), _json(custom), _json(ignored))
+        for user_pk, mxid, membership, displayname, overrides, custom, ignored in fetch_all(
+            _recipients_sql(), [IGNORED_USER_LIST, room_id, sender, MembershipValues.JOIN, invitee or ""]
+        )
+    ]
+
+
 def plan_push_actions(
-    *, room: Room, event: Mapping[str, Any], state: AuthState, version: RoomVersion
+    *,
+    room: Room,
+    event: Mapping[str, Any],
+    state: AuthState,
+    version: RoomVersion,
+    recipients: list[tuple[Any, ...]] | None = None,
 ) -> PendingPushActions:
     """Evaluate the push rules of the room's joined local members (and of a local invitee) against
     ``event`` (its PDU: the client-format keys the conditions read). Called by ``append_event`` while
@@ -313,13 +332,11 @@ def plan_push_actions(
     )
     if room.joined_count - (1 if sender_joined else 0) <= 0 and invitee is None:
         return pending
-    rows = [
-        (user_pk, mxid, membership, displayname, _json(overrides), _json(custom), _json(ignored))
-        for user_pk, mxid, membership, displayname, overrides, custom, ignored in fetch_all(
-            _recipients_sql(),
-            [IGNORED_USER_LIST, room.room_id, sender, MembershipValues.JOIN, invitee or ""],
-        )
-    ]
+    rows = (
+        list(recipients)
+        if recipients is not None
+        else load_push_recipients(room_id=room.room_id, sender=str(sender), invitee=invitee)
+    )
     if invitee is not None and invitee != sender and all(row[1] != invitee for row in rows):
         rows += _invitee_row(invitee)  # first invite: no member row yet (one more query, invites only)
     power = PowerLevels.from_state(state, version)
