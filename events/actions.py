@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import string
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,13 +119,13 @@ def append_event(
     notifications = plan_push_actions(
         room=room, event=pdu, state=state, version=version, recipients=push_recipients
     )
-    event = _persist(room, version, pdu, draft, previous=previous, send=send, notify_extra=notify_extra)
-    notifications.record(event)
-    return event
+    return _persist(room, version, pdu, draft, previous=previous, send=send, notify_extra=notify_extra,
+                    then=notifications.statements)
 
 
 def _persist(room: Room, version: RoomVersion, pdu: dict[str, Any], draft: EventDraft, *,
-             previous: Event | None, send: SendContext, notify_extra: Iterable[int]) -> Event:
+             previous: Event | None, send: SendContext, notify_extra: Iterable[int],
+             then: Callable[[Event], list[tuple[str, list[Any]]]] | None = None) -> Event:
     event_id = event_id_for(pdu, version)
     pos = next_stream_position()  # last: the stream head's row lock is held until COMMIT
     event = Event.objects.create(
@@ -164,9 +164,35 @@ def _persist(room: Room, version: RoomVersion, pdu: dict[str, Any], draft: Event
             room_fields += changed
             if target_pk is not None:
                 recipients.add(target_pk)
-    room.save(update_fields=sorted(set(room_fields)))
+    _save_room_tip(room, sorted(set(room_fields)), then(event) if then is not None else [])
     notify_on_commit(pos=pos, rooms=[room.room_id], users=recipients)
     return event
+
+
+def _save_room_tip(room: Room, fields: list[str], statements: list[tuple[str, list[Any]]]) -> None:
+    """``room.save(update_fields=fields)``, then ``statements``. On PostgreSQL all in one round trip
+    (the backend's client-side binding cursor runs several statements in one ``execute``): they run
+    while the stream position's lock is held, which every writer in every room waits for."""
+    if not statements:
+        room.save(update_fields=fields)
+        return
+    if connection.vendor != "postgresql":
+        room.save(update_fields=fields)
+        with connection.cursor() as cursor:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+        return
+    quote = connection.ops.quote_name
+    columns = [Room._meta.get_field(name) for name in fields]
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in columns)
+    params: list[Any] = [f.get_db_prep_save(getattr(room, f.attname), connection) for f in columns]
+    sql = [f"UPDATE {quote(Room._meta.db_table)} SET {assignments} WHERE {quote(Room._meta.pk.column)} = %s"]
+    params.append(room.pk)
+    for statement, statement_params in statements:
+        sql.append(statement)
+        params += statement_params
+    with connection.cursor() as cursor:
+        cursor.execute("; ".join(sql), params)
 
 
 def apply_state_to_room(room: Room, event_type: str, state_key: str, content: Mapping[str, Any]) -> list[str]:
