@@ -35,8 +35,8 @@ def check_username_available(localpart: str) -> None:
     """Raise InvalidUsername / Exclusive / UserInUse unless ``localpart`` can be registered."""
     check_localpart(localpart, settings.MATRIX["SERVER_NAME"])
     reserved = settings.MATRIX["RESERVED_USERNAMES"]
-    if reserved and re.search(reserved, localpart):
-        raise Exclusive("This user ID is reserved by the server")
+    if (reserved and re.search(reserved, localpart)) or localpart == settings.MATRIX.get("MODERATOR_LOCALPART"):
+        raise Exclusive("This user ID is reserved by the server")  # the moderator: moderation.actions
     if is_localpart_taken(localpart):
         raise UserInUse("User ID already taken")
 

@@ -15,6 +15,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import quote, unquote
 from django.contrib.auth import password_validation
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -35,6 +36,9 @@ from accounts.actions import (
 from accounts.tokens import REGISTRATION_TOKEN_RE
 from accounts.models import Device, RegistrationToken, User
 from e2ee.actions import change_password, deactivate_user, delete_devices, logout  # + device-list changes
+from matrixsrv.errors import MatrixError
+from moderation.actions import redact_user_events, server_ban_user
+from moderation.selectors import user_overview
 from rooms.actions import set_profile
 
 # -- Helpers --------------------------------------------------------------------------------------
@@ -114,6 +118,38 @@ class ResetPasswordForm(forms.Form):
         return data
 
 
+class ModerationReasonForm(forms.Form):
+    reason = forms.CharField(required=False, max_length=1000, help_text="Recorded in the audit log.")
+
+
+SERVER_BAN_WARNING = (
+    "The user leaves every room, the account is deactivated (every device logged out) and the user ID "
+    "is never given out again. This cannot be undone."
+)
+
+
+def _readable_event(event: dict[str, Any]) -> dict[str, Any]:
+    """A recent event of the user, as one line of the user page (client format in, display fields out)."""
+    content = event.get("content") or {}
+    if event.get("redacted"):
+        body = "redacted"
+    elif isinstance(content.get("body"), str):
+        body = content["body"] if len(content["body"]) <= 200 else content["body"][:199] + "…"
+    elif event.get("type") == "m.room.member":
+        body = f"{event.get('state_key')} → {content.get('membership')}"
+    else:
+        body = ""
+    return {
+        "event_id": event.get("event_id"),
+        "room_id": event.get("room_id"),
+        "room_url": reverse("admin:rooms_room_change", args=[quote(event.get("room_id", ""))]),
+        "type": event.get("type"),
+        "time": ms_to_datetime(event.get("origin_server_ts")),
+        "body": body,
+        "redacted": bool(event.get("redacted")),
+    }
+
+
 @admin.register(User)
 class UserAdmin(admin.ModelAdmin):
     list_display = (
@@ -158,7 +194,10 @@ class UserAdmin(admin.ModelAdmin):
         "last_login",
     )
     inlines = (DeviceInline,)
-    actions = ("deactivate_users", "reset_password", "make_server_admin", "revoke_server_admin")
+    actions = ("deactivate_users", "server_ban_users", "reset_password", "make_server_admin",
+               "revoke_server_admin")
+    # The user page adds a moderation section: rooms, devices, recent events, ban and redact buttons.
+    change_form_template = "admin/accounts/user/change_form.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return super().get_queryset(request).annotate(device_count=Count("devices"))
@@ -272,6 +311,167 @@ class UserAdmin(admin.ModelAdmin):
             set_admin(user=user, is_admin=False)
             self.log_change(request, user, "Revoked server admin.")
         self.message_user(request, f"{len(users)} user(s) no longer server admin.", messages.SUCCESS)
+
+    # -- moderation (moderation.actions; they write the audit log) --
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+    ) -> HttpResponse:
+        """The user page, plus the moderation section: rooms, devices, recent events (read-only)."""
+        extra: dict[str, Any] = dict(extra_context or {})
+        user = self.get_object(request, unquote(object_id))
+        if user is not None:
+            try:
+                overview = user_overview(user.mxid)
+            except MatrixError:
+                overview = None
+            if overview is not None:
+                extra["moderation"] = {
+                    **overview,
+                    "rooms": [
+                        {**room, "url": reverse("admin:rooms_room_change", args=[quote(room["room_id"])])}
+                        for room in overview["rooms"]
+                    ],
+                    "devices": [
+                        {**device, "last_seen": ms_to_datetime(device.get("last_seen_ts"))}
+                        for device in overview["devices"]
+                    ],
+                    "recent_events": [_readable_event(event) for event in overview["recent_events"]],
+                    "server_ban_url": reverse("admin:accounts_user_server_ban", args=[user.pk]),
+                    "redact_events_url": reverse("admin:accounts_user_redact_events", args=[user.pk]),
+                }
+        return super().change_view(request, object_id, form_url, extra)
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path("<path:object_id>/server_ban/", self.admin_site.admin_view(self.server_ban_view),
+                 name="accounts_user_server_ban"),
+            path("<path:object_id>/redact_events/", self.admin_site.admin_view(self.redact_events_view),
+                 name="accounts_user_redact_events"),
+            *super().get_urls(),
+        ]
+
+    def _moderation_target(self, request: HttpRequest, object_id: str) -> User:
+        user = self.get_object(request, unquote(object_id))
+        if user is None:
+            raise Http404("No such user")
+        if not self.has_change_permission(request, user):
+            raise PermissionDenied
+        return user
+
+    def _confirm(self, request: HttpRequest, *, title: str, warning: str, summary: list[tuple[str, Any]],
+                 confirm_label: str, form: forms.Form, hidden: list[tuple[str, Any]], cancel_url: str,
+                 ) -> HttpResponse:
+        """The moderation confirmation page (moderation's template), with the reason to fill in."""
+        return TemplateResponse(
+            request,
+            "admin/moderation/confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "subtitle": None,
+                "warning": warning,
+                "summary": summary,
+                "confirm_label": confirm_label,
+                "cancel_url": cancel_url,
+                "form": form,
+                "hidden": hidden,
+                "opts": self.opts,
+                "media": self.media,
+            },
+        )
+
+    def server_ban_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Ban one user from the whole server (leave every room, deactivate), after a confirmation."""
+        user = self._moderation_target(request, object_id)
+        back = reverse("admin:accounts_user_change", args=[user.pk])
+        if user.pk == request.user.pk:
+            self.message_user(request, "You cannot ban yourself.", messages.ERROR)
+            return HttpResponseRedirect(back)
+        form = ModerationReasonForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and request.POST.get("confirm") == "yes" and form.is_valid():
+            try:
+                server_ban_user(actor=request.user, user_id=user.mxid,  # type: ignore[arg-type]
+                                reason=form.cleaned_data["reason"])
+            except MatrixError as error:
+                self.message_user(request, f"Server ban failed: {error.message} ({error.errcode})",
+                                  messages.ERROR)
+            else:
+                self.message_user(request, f"{user.mxid} is banned from the server.", messages.SUCCESS)
+            return HttpResponseRedirect(back)
+        return self._confirm(
+            request,
+            title=f"Ban {user.mxid} from the server",
+            warning=SERVER_BAN_WARNING,
+            summary=[("User", user.mxid), ("Rooms", user.memberships.filter(membership="join").count())],
+            confirm_label="Yes, ban from the server",
+            form=form,
+            hidden=[],
+            cancel_url=back,
+        )
+
+    def redact_events_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Redact every event the user sent, in every room, after a confirmation."""
+        user = self._moderation_target(request, object_id)
+        back = reverse("admin:accounts_user_change", args=[user.pk])
+        form = ModerationReasonForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and request.POST.get("confirm") == "yes" and form.is_valid():
+            try:
+                count = redact_user_events(actor=request.user, user_id=user.mxid,  # type: ignore[arg-type]
+                                           reason=form.cleaned_data["reason"])
+            except MatrixError as error:
+                self.message_user(request, f"Redaction failed: {error.message} ({error.errcode})",
+                                  messages.ERROR)
+            else:
+                self.message_user(request, f"Redacted {count} event(s) of {user.mxid}.", messages.SUCCESS)
+            return HttpResponseRedirect(back)
+        return self._confirm(
+            request,
+            title=f"Redact all events of {user.mxid}",
+            warning="The content of every event this user sent, in every room, is removed for everyone, "
+            "for good. Rooms where the server's moderator cannot get the power to redact are skipped.",
+            summary=[("User", user.mxid)],
+            confirm_label="Yes, redact everything",
+            form=form,
+            hidden=[],
+            cancel_url=back,
+        )
+
+    @admin.action(description="Ban selected users from the server", permissions=["change"])
+    def server_ban_users(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
+        users = list(queryset.filter(is_active=True))
+        if any(u.pk == request.user.pk for u in users):
+            self.message_user(request, "You cannot ban yourself; skipped.", messages.WARNING)
+            users = [u for u in users if u.pk != request.user.pk]
+        if not users:
+            self.message_user(request, "No active user selected.", messages.WARNING)
+            return None
+        form = ModerationReasonForm(request.POST if request.POST.get("confirm") == "yes" else None)
+        if not form.is_valid():
+            return self._confirm(
+                request,
+                title="Ban users from the server",
+                warning=SERVER_BAN_WARNING,
+                summary=[("User", u.mxid) for u in users],
+                confirm_label="Yes, ban from the server",
+                form=form,
+                hidden=[("action", "server_ban_users"), ("index", "0"),
+                        *((helpers.ACTION_CHECKBOX_NAME, u.pk) for u in users)],
+                cancel_url=reverse("admin:accounts_user_changelist"),
+            )
+        banned, failed = 0, []
+        for user in users:
+            try:
+                server_ban_user(actor=request.user, user_id=user.mxid,  # type: ignore[arg-type]
+                                reason=form.cleaned_data["reason"])
+            except MatrixError as error:
+                failed.append(f"{user.mxid}: {error.message} ({error.errcode})")
+            else:
+                banned += 1
+        self.message_user(request, f"Banned {banned} user(s) from the server.", messages.SUCCESS)
+        for failure in failed:
+            self.message_user(request, f"Server ban failed: {failure}", messages.ERROR)
+        return None
 
 
 # -- Devices --------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from matrixsrv import metrics
+
 logger = logging.getLogger("events.notify")
 
 WAKEUP_GROUP = "matrixsrv.sync.wakeup"  # channels: [A-Za-z0-9._-]+, under 100 characters
@@ -37,12 +39,22 @@ def remember_event_loop(loop: asyncio.AbstractEventLoop) -> None:
     _loop = loop
 
 
-def notify_on_commit(*, pos: int, rooms: Iterable[str] = (), users: Iterable[int] = ()) -> None:
+def notify_on_commit(*, pos: int, rooms: Iterable[str] = (), users: Iterable[int] = (), events: int = 0) -> None:
     """After the current transaction commits, wake the /sync waiters of everyone joined to ``rooms``
-    and of the local ``users`` named (membership targets: an invitee, a kicked user...)."""
+    and of the local ``users`` named (membership targets: an invitee, a kicked user...).
+
+    ``events``: how many room events the transaction persisted (the events write path passes 1),
+    counted in the metrics after the commit, so a rolled-back write never counts."""
     room_ids, user_pks = sorted(set(rooms)), sorted(set(users))
-    if room_ids or user_pks:
-        transaction.on_commit(lambda: _publish(pos, room_ids, user_pks), robust=True)
+    if room_ids or user_pks or events:
+        transaction.on_commit(lambda: _after_commit(pos, room_ids, user_pks, events), robust=True)
+
+
+def _after_commit(pos: int, rooms: list[str], users: list[int], events: int) -> None:
+    if events:
+        metrics.EVENTS_PERSISTED.inc(events)
+    if rooms or users:
+        _publish(pos, rooms, users)
 
 
 def _publish(pos: int, rooms: list[str], users: list[int]) -> None:
@@ -50,6 +62,7 @@ def _publish(pos: int, rooms: list[str], users: list[int]) -> None:
     if layer is None:
         return
     message = {"type": MESSAGE_TYPE, "pos": pos, "rooms": rooms, "users": users}
+    metrics.WAKEUPS_SENT.inc()
     loop = _loop
     if loop is not None and loop.is_running() and not _on_loop_thread(loop):
         # Fire and forget on the worker's loop: the request thread goes on at once.

@@ -19,8 +19,10 @@ from django.conf import settings  # noqa: E402  (after Django is set up)
 from django.test.utils import override_settings  # noqa: E402
 
 from events.notify import remember_event_loop  # noqa: E402
+from matrixsrv.health import SchemaGate  # noqa: E402
 
 API_PATH_PREFIXES = ("/_matrix/", "/.well-known/matrix/")
+OPS_PATHS = ("/health", "/ready", "/metrics")  # matrixsrv/health.py: no sessions or CSRF either
 
 
 class ClientAPIHandler(ASGIHandler):
@@ -43,6 +45,14 @@ if settings.MATRIX["SERVE_STATIC"]:
 
 async def application(scope, receive, send):  # type: ignore[no-untyped-def]
     remember_event_loop(asyncio.get_running_loop())  # wake-ups are published on it (events/notify.py)
-    if scope["type"] == "http" and scope["path"].startswith(API_PATH_PREFIXES):
+    return await _gated(scope, receive, send)
+
+
+async def _route(scope, receive, send):  # type: ignore[no-untyped-def]
+    if scope["type"] == "http" and (scope["path"].startswith(API_PATH_PREFIXES) or scope["path"] in OPS_PATHS):
         return await api_application(scope, receive, send)
     return await site_application(scope, receive, send)
+
+
+# A worker whose schema is behind its code answers 503 (but /health) until migrations are applied.
+_gated = SchemaGate(_route)

@@ -54,6 +54,14 @@ SETTINGS: dict[str, Setting] = {
         Setting("MATRIX_RATE_LIMIT", "on", "on/off: rate limiting of register and login."),
         Setting("MATRIX_RATE_LOGIN", "20/min", "Login attempts allowed per client IP."),
         Setting("MATRIX_RATE_REGISTER", "10/min", "Registrations allowed per client IP."),
+        Setting("MATRIX_RATE_REPORT", "10/min",
+                "Content reports (POST /rooms/{roomId}/report..., /users/{userId}/report) allowed per user."),
+        Setting("MATRIX_MODERATOR_LOCALPART", "moderator",
+                "Localpart of the server's moderator account, created on first use (unusable password). "
+                "Moderation actions (admin, reports) are sent as this user, which joins rooms and is "
+                "given the power it needs by their most powerful local member. An account someone "
+                "registered under this name is never adopted (moderation then refuses to act): reserve "
+                "the name with MATRIX_RESERVED_USERNAMES or pick one starting with _."),
         Setting("MATRIX_TRUSTED_PROXY_COUNT", "0",
                 "How many reverse proxies in front add X-Forwarded-For; 0 means use the peer address."),
         Setting("MATRIX_MAX_BODY_BYTES", str(1024 * 1024),
@@ -66,6 +74,16 @@ SETTINGS: dict[str, Setting] = {
         Setting("MATRIX_DEBUG", "off", "on/off: Django debug mode. Never on in production."),
         Setting("MATRIX_ALLOWED_HOSTS", "*", "Comma-separated Host header values accepted."),
         Setting("MATRIX_LOG_LEVEL", "INFO", "Log level of the matrixsrv loggers."),
+        Setting("MATRIX_WORKER_NAME", "",
+                "This worker's name, e.g. worker1: sent as the X-Matrixsrv-Worker response header and "
+                "in the matrixsrv_worker_info metric, to tell workers apart behind a proxy. {hostname} and "
+                "{pid} are replaced by the machine's (container's) name and the process ID. Empty: no header."),
+        Setting("MATRIX_METRICS", "on",
+                "on/off: GET /metrics (Prometheus text format, this worker's own counters)."),
+        Setting("MATRIX_METRICS_SECRET", "",
+                "Empty: /metrics answers only requests from a loopback peer that did not come through "
+                "a proxy (no X-Forwarded-For). Set: it answers any request with "
+                "'Authorization: Bearer <secret>', and only those."),
         Setting("MATRIX_TURN_URIS", "",
                 "Comma-separated TURN URIs (turn:... or turns:...) handed to clients for VoIP calls by "
                 "GET /voip/turnServer. Empty: no TURN server (the endpoint answers {})."),
@@ -117,6 +135,13 @@ def secret_key() -> str:
         finally:
             tmp.unlink()
     return path.read_text().strip()
+
+
+def worker_name() -> str:
+    """MATRIX_WORKER_NAME with {hostname} and {pid} filled in: one setting names every replica apart."""
+    import socket
+
+    return get("MATRIX_WORKER_NAME").replace("{hostname}", socket.gethostname()).replace("{pid}", str(os.getpid()))
 
 
 def public_baseurl() -> str:

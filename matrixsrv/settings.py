@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "channels",
+    "matrixsrv",  # its management commands (migrate_safely); no models
     "accounts",
     "push",
     "e2ee",
@@ -29,9 +30,11 @@ INSTALLED_APPS = [
     "ephemeral",
     "presence",
     "sync",
+    "moderation",
 ]
 
 MIDDLEWARE = [
+    "matrixsrv.metrics_views.RequestMetricsMiddleware",  # first: times everything below it
     "matrixsrv.middleware.MatrixCorsMiddleware",
     "matrixsrv.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -46,6 +49,7 @@ MIDDLEWARE = [
 # The client API (/_matrix/, /.well-known/matrix/) runs only these (matrixsrv/asgi.py); their views
 # are token-authenticated and CSRF-exempt, so sessions, CSRF, auth and messages have nothing to do.
 API_MIDDLEWARE = [
+    "matrixsrv.metrics_views.RequestMetricsMiddleware",
     "matrixsrv.middleware.MatrixCorsMiddleware",
     "matrixsrv.middleware.BodySizeLimitMiddleware",
 ]
@@ -162,10 +166,16 @@ MATRIX = {
     "REGISTRATION": config.get("MATRIX_REGISTRATION").strip().lower(),
     "RESERVED_USERNAMES": config.get("MATRIX_RESERVED_USERNAMES"),
     "RATE_LIMIT": config.get_bool("MATRIX_RATE_LIMIT"),
-    "RATES": {"login": config.get("MATRIX_RATE_LOGIN"), "register": config.get("MATRIX_RATE_REGISTER")},
+    "RATES": {"login": config.get("MATRIX_RATE_LOGIN"), "register": config.get("MATRIX_RATE_REGISTER"),
+              "report": config.get("MATRIX_RATE_REPORT")},
+    "MODERATOR_LOCALPART": config.get("MATRIX_MODERATOR_LOCALPART"),
     "SYNC_TIMEOUT_CAP_MS": config.get_int("MATRIX_SYNC_TIMEOUT_CAP_MS"),
     "SERVE_STATIC": config.get_bool("MATRIX_SERVE_STATIC"),
     "TURN": config.turn(),  # GET /voip/turnServer; None: no TURN server configured
+    # Operations (matrixsrv/health.py, matrixsrv/metrics_views.py)
+    "WORKER_NAME": config.worker_name(),
+    "METRICS": config.get_bool("MATRIX_METRICS"),
+    "METRICS_SECRET": config.get("MATRIX_METRICS_SECRET"),
 }
 
 LOGGING = {

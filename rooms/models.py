@@ -16,6 +16,7 @@ class Room(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     is_public = models.BooleanField(default=False, help_text="Published in the room directory.")
     blocked = models.BooleanField(default=False, help_text="Nobody can join or send.")
+    blocked_reason = models.TextField(blank=True, default="", help_text="Why the room was blocked (moderation).")
     # The DAG tip (one server: the events form a chain).
     last_event_id = models.CharField(max_length=255, null=True, blank=True)
     depth = models.BigIntegerField(default=0)

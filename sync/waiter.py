@@ -22,6 +22,7 @@ from weakref import WeakKeyDictionary
 from channels.layers import get_channel_layer
 
 from events.notify import WAKEUP_GROUP, remember_event_loop
+from matrixsrv import metrics
 
 logger = logging.getLogger("sync.waiter")
 
@@ -151,6 +152,7 @@ class Notifier:
 
     def _dispatch(self, message: dict) -> None:
         self.received += 1
+        metrics.WAKEUPS_RECEIVED.inc()
         try:
             pos = int(message["pos"])
             users = list(message.get("users") or ())
@@ -204,9 +206,11 @@ class Notifier:
         waiter = Waiter()
         self._waiters[user_pk].add(waiter)
         self._unrouted.add(waiter)
+        metrics.SYNC_WAITERS.inc()
         try:
             yield waiter
         finally:
+            metrics.SYNC_WAITERS.dec()
             self._unrouted.discard(waiter)
             for room_id in waiter.rooms or ():
                 self._discard_room(room_id, waiter)
