@@ -16,7 +16,6 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
@@ -24,6 +23,7 @@ from django.urls import Resolver404, resolve
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from matrixsrv import metrics
+from matrixsrv.middleware import DualModeMiddleware
 
 WORKER_HEADER = "X-Matrixsrv-Worker"
 
@@ -40,39 +40,26 @@ def _route(request: HttpRequest) -> str:
     return match.route or metrics.UNMATCHED_ROUTE
 
 
-class RequestMetricsMiddleware:
+class RequestMetricsMiddleware(DualModeMiddleware):
     """Counts and times each request by its route pattern, and names the worker in a header.
 
     Sync- and async-capable like matrixsrv.middleware's, so the async /sync view never hops threads
     for it. No database access.
     """
 
-    sync_capable = True
-    async_capable = True
-
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]):
-        self.get_response = get_response
-        self.async_mode = iscoroutinefunction(get_response)
-        if self.async_mode:
-            markcoroutinefunction(self)
+        super().__init__(get_response)
         self.worker = settings.MATRIX.get("WORKER_NAME") or ""
         metrics.WORKER_INFO.info({"name": self.worker, "pid": str(os.getpid())})
 
-    def __call__(self, request: HttpRequest):  # type: ignore[no-untyped-def]
-        if self.async_mode:
-            return self.__acall__(request)
-        started = time.perf_counter()
-        response = self.get_response(request)
-        return self._record(request, response, started)  # type: ignore[arg-type]
+    def before(self, request: HttpRequest) -> HttpResponseBase | None:
+        request.metrics_started = time.perf_counter()  # type: ignore[attr-defined]
+        return None
 
-    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        started = time.perf_counter()
-        response = await self.get_response(request)  # type: ignore[misc]
-        return self._record(request, response, started)
-
-    def _record(self, request: HttpRequest, response: HttpResponseBase, started: float) -> HttpResponseBase:
+    def after(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         route = _route(request)
         method = request.method or "GET"
+        started = getattr(request, "metrics_started", time.perf_counter())
         metrics.HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
         metrics.HTTP_REQUESTS.labels(method, route, str(response.status_code)).inc()
         if self.worker:

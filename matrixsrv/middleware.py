@@ -33,8 +33,9 @@ def is_api_path(path: str) -> bool:
     return path.startswith(_API_PREFIXES) or path == "/_matrix"
 
 
-class _Middleware:
-    """Both sync- and async-capable, so the async /sync view never hops threads for middleware."""
+class DualModeMiddleware:
+    """Both sync- and async-capable, so the async /sync view never hops threads for middleware.
+    Subclasses override ``before`` (a response ends the request there) and ``after``."""
 
     sync_capable = True
     async_capable = True
@@ -64,7 +65,7 @@ class _Middleware:
         return response
 
 
-class MatrixCorsMiddleware(_Middleware):
+class MatrixCorsMiddleware(DualModeMiddleware):
     def before(self, request: HttpRequest) -> HttpResponseBase | None:
         if request.method == "OPTIONS" and is_api_path(request.path):
             return HttpResponse(b"{}", content_type="application/json")
@@ -77,7 +78,7 @@ class MatrixCorsMiddleware(_Middleware):
         return response
 
 
-class BodySizeLimitMiddleware(_Middleware):
+class BodySizeLimitMiddleware(DualModeMiddleware):
     """413 M_TOO_LARGE before the body is parsed, from the declared Content-Length.
 
     A body sent without Content-Length is bounded again by the JSON parser when it is read.

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -33,11 +32,11 @@ from nio.responses import EmptyResponse
 
 from tests.e2e.test_nio_conversation import (
     PASSWORD,
-    SERVER_LOG_TAIL,
     ok,
     register,
     sync_until,
 )
+from tests.e2e.nio_harness import run_nio_scenario
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -153,22 +152,4 @@ async def _tags_and_account_data(url: str) -> None:
 def test_nio_tags_and_account_data_reach_the_other_device(
     live_matrix_server: LiveServer, live_server_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="nio")
-
-    def validation_problems() -> list[str]:
-        return [
-            f"{r.name}: {r.getMessage()}"
-            for r in caplog.records
-            if r.name.startswith("nio") and "Error validating" in r.getMessage()
-        ]
-
-    try:
-        asyncio.run(asyncio.wait_for(_tags_and_account_data(live_server_url), timeout=90))
-    except (AssertionError, TimeoutError) as exc:
-        problems = validation_problems()
-        details = "\nnio schema validation failed:\n" + "\n".join(problems) if problems else ""
-        raise AssertionError(
-            f"{exc!r}{details}\n--- server log (tail) ---\n{live_matrix_server.logs()[-SERVER_LOG_TAIL:]}"
-        ) from exc
-    problems = validation_problems()
-    assert not problems, "nio schema validation failed:\n" + "\n".join(problems)
+    run_nio_scenario(_tags_and_account_data(live_server_url), server=live_matrix_server, caplog=caplog)

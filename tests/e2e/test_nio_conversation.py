@@ -14,7 +14,6 @@ nio checks every response against its JSON schemas: a mismatch is logged by ``ni
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from nio import (
     UnknownBadEvent,
 )
 
+from tests.e2e.nio_harness import run_nio_scenario
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -49,7 +49,6 @@ SERVER = "localhost"
 PASSWORD = "correct horse battery staple"
 LONG_POLL_MS = 5_000  # each /sync long-poll; the waits below are bounded by STEP_DEADLINE_S
 STEP_DEADLINE_S = 20.0
-SERVER_LOG_TAIL = 8000
 
 
 def ok(response, expected_type):
@@ -291,22 +290,4 @@ async def _conversation(url: str) -> None:
 def test_nio_two_person_conversation(
     live_matrix_server: LiveServer, live_server_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="nio")  # nio.responses and nio.events.misc
-
-    def validation_problems() -> list[str]:
-        return [
-            f"{r.name}: {r.getMessage()}"
-            for r in caplog.records
-            if r.name.startswith("nio") and "Error validating" in r.getMessage()
-        ]
-
-    try:
-        asyncio.run(asyncio.wait_for(_conversation(live_server_url), timeout=90))
-    except (AssertionError, TimeoutError) as exc:
-        problems = validation_problems()
-        details = "\nnio schema validation failed:\n" + "\n".join(problems) if problems else ""
-        raise AssertionError(
-            f"{exc!r}{details}\n--- server log (tail) ---\n{live_matrix_server.logs()[-SERVER_LOG_TAIL:]}"
-        ) from exc
-    problems = validation_problems()
-    assert not problems, "nio schema validation failed:\n" + "\n".join(problems)
+    run_nio_scenario(_conversation(live_server_url), server=live_matrix_server, caplog=caplog)

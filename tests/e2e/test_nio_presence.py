@@ -27,7 +27,8 @@ from nio import (
     SyncResponse,
 )
 
-from tests.e2e.test_nio_conversation import LONG_POLL_MS, SERVER_LOG_TAIL, STEP_DEADLINE_S, ok, register
+from tests.e2e.nio_harness import nio_validation_problems, run_nio_scenario
+from tests.e2e.test_nio_conversation import LONG_POLL_MS, STEP_DEADLINE_S, ok, register
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -99,21 +100,4 @@ def test_nio_presence(
     live_matrix_server: LiveServer, live_server_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="nio")
-
-    def validation_problems() -> list[str]:
-        return [
-            f"{r.name}: {r.getMessage()}"
-            for r in caplog.records
-            if r.name.startswith("nio") and "Error validating" in r.getMessage()
-        ]
-
-    try:
-        asyncio.run(asyncio.wait_for(_presence(live_server_url, validation_problems), timeout=90))
-    except (AssertionError, TimeoutError) as exc:
-        problems = validation_problems()
-        details = "\nnio schema validation failed:\n" + "\n".join(problems) if problems else ""
-        raise AssertionError(
-            f"{exc!r}{details}\n--- server log (tail) ---\n{live_matrix_server.logs()[-SERVER_LOG_TAIL:]}"
-        ) from exc
-    problems = [p for p in validation_problems() if "'presence' is a required property" not in p]
-    assert not problems, "nio schema validation failed:\n" + "\n".join(problems)
+    run_nio_scenario(_presence(live_server_url, lambda: nio_validation_problems(caplog)), server=live_matrix_server, caplog=caplog, tolerated=("'presence' is a required property",))
