@@ -302,3 +302,41 @@ def test_a_replay_wakes_nobody(
     with django_capture_on_commit_callbacks(execute=True):
         matrix.send(alice, room_id, "m.room.message", TEXT, txn_id="t1")
     assert published == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_copies_of_one_request_racing_make_one_event(matrix: MatrixClient, alice: TestUser) -> None:
+    """The replay check runs before the room lock, so two copies of a request can both pass it: the
+    unique (device, txn_id) index stops the second, which then answers with the first's event."""
+    import threading
+
+    from django.db import connection
+
+    from accounts.models import AccessToken
+    from events.actions import SendContext, send_message_event
+
+    room_id = matrix.create_room(alice)
+    token = AccessToken.objects.select_related("user", "device").get(device__device_id=alice.device_id)
+    barrier, results, errors = threading.Barrier(4), [], []
+
+    def send() -> None:
+        try:
+            barrier.wait(timeout=10)
+            results.append(send_message_event(
+                sender=token.user, room_id=room_id, event_type="m.room.message",
+                content={"msgtype": "m.text", "body": "once"},
+                send=SendContext(device=token.device, txn_id="raced"),
+            ))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
+    assert len(results) == 4 and len(set(results)) == 1
+    assert Event.objects.filter(room_id=room_id, txn_id="raced").count() == 1
