@@ -384,57 +384,58 @@ class UserAdmin(admin.ModelAdmin):
     def server_ban_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Ban one user from the whole server (leave every room, deactivate), after a confirmation."""
         user = self._moderation_target(request, object_id)
-        back = reverse("admin:accounts_user_change", args=[user.pk])
         if user.pk == request.user.pk:
             self.message_user(request, "You cannot ban yourself.", messages.ERROR)
-            return HttpResponseRedirect(back)
-        form = ModerationReasonForm(request.POST if request.method == "POST" else None)
-        if request.method == "POST" and request.POST.get("confirm") == "yes" and form.is_valid():
-            try:
-                server_ban_user(actor=request.user, user_id=user.mxid,  # type: ignore[arg-type]
-                                reason=form.cleaned_data["reason"])
-            except MatrixError as error:
-                self.message_user(request, f"Server ban failed: {error.message} ({error.errcode})",
-                                  messages.ERROR)
-            else:
-                self.message_user(request, f"{user.mxid} is banned from the server.", messages.SUCCESS)
-            return HttpResponseRedirect(back)
-        return self._confirm(
-            request,
+            return HttpResponseRedirect(reverse("admin:accounts_user_change", args=[user.pk]))
+
+        def ban(reason: str) -> str:
+            server_ban_user(actor=request.user, user_id=user.mxid, reason=reason)  # type: ignore[arg-type]
+            return f"{user.mxid} is banned from the server."
+
+        return self._confirmed_user_action(
+            request, user, run=ban, failure="Server ban failed",
             title=f"Ban {user.mxid} from the server",
             warning=SERVER_BAN_WARNING,
             summary=[("User", user.mxid), ("Rooms", user.memberships.filter(membership="join").count())],
             confirm_label="Yes, ban from the server",
-            form=form,
-            hidden=[],
-            cancel_url=back,
         )
 
     def redact_events_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Redact every event the user sent, in every room, after a confirmation."""
         user = self._moderation_target(request, object_id)
-        back = reverse("admin:accounts_user_change", args=[user.pk])
-        form = ModerationReasonForm(request.POST if request.method == "POST" else None)
-        if request.method == "POST" and request.POST.get("confirm") == "yes" and form.is_valid():
-            try:
-                count = redact_user_events(actor=request.user, user_id=user.mxid,  # type: ignore[arg-type]
-                                           reason=form.cleaned_data["reason"])
-            except MatrixError as error:
-                self.message_user(request, f"Redaction failed: {error.message} ({error.errcode})",
-                                  messages.ERROR)
-            else:
-                self.message_user(request, f"Redacted {count} event(s) of {user.mxid}.", messages.SUCCESS)
-            return HttpResponseRedirect(back)
-        return self._confirm(
-            request,
+
+        def redact(reason: str) -> str:
+            count = redact_user_events(actor=request.user, user_id=user.mxid, reason=reason)  # type: ignore[arg-type]
+            return f"Redacted {count} event(s) of {user.mxid}."
+
+        return self._confirmed_user_action(
+            request, user, run=redact, failure="Redaction failed",
             title=f"Redact all events of {user.mxid}",
             warning="The content of every event this user sent, in every room, is removed for everyone, "
             "for good. Rooms where the server's moderator cannot get the power to redact are skipped.",
             summary=[("User", user.mxid)],
             confirm_label="Yes, redact everything",
-            form=form,
-            hidden=[],
-            cancel_url=back,
+        )
+
+    def _confirmed_user_action(
+        self, request: HttpRequest, user: User, *, run: Any, failure: str, title: str, warning: str,
+        summary: list[tuple[str, Any]], confirm_label: str,
+    ) -> HttpResponse:
+        """A confirmation page with a reason; once confirmed, ``run(reason)`` (a moderation action; its
+        return value is the success message, a MatrixError the failure's), then back to the user."""
+        back = reverse("admin:accounts_user_change", args=[user.pk])
+        form = ModerationReasonForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and request.POST.get("confirm") == "yes" and form.is_valid():
+            try:
+                done = run(form.cleaned_data["reason"])
+            except MatrixError as error:
+                self.message_user(request, f"{failure}: {error.message} ({error.errcode})", messages.ERROR)
+            else:
+                self.message_user(request, done, messages.SUCCESS)
+            return HttpResponseRedirect(back)
+        return self._confirm(
+            request, title=title, warning=warning, summary=summary, confirm_label=confirm_label,
+            form=form, hidden=[], cancel_url=back,
         )
 
     @admin.action(description="Ban selected users from the server", permissions=["change"])

@@ -38,25 +38,8 @@ SERVER_DIR=${SERVER_DIR:-$REPO}
 BASELINE_DIR=${BASELINE_DIR:-}
 BASELINE_DB=${BASELINE_DB:-postgres://root@127.0.0.1:5432/bench_baseline}
 
-PIDS=()
-stop_all() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 1 75); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -9 "$pid" 2>/dev/null || true
-    done
-    PIDS=()
-}
-trap stop_all EXIT
-
-wait_ready() {  # url
-    for _ in $(seq 1 300); do
-        curl -sf "$1/_matrix/client/versions" >/dev/null && return 0
-        sleep 0.2
-    done
-    echo "$1 did not come up" >&2
-    return 1
-}
+# shellcheck source=bench/_servers.sh
+source "$(dirname "$0")/_servers.sh"  # PIDS, stop_all (on EXIT), wait_ready
 
 start_matrixsrv() {  # redis_url port...  (code from $SERVER_DIR on $MATRIXSRV_DB unless overridden)
     local redis=$1; shift

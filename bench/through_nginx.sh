@@ -29,25 +29,8 @@ NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
 LOGDIR=${LOGDIR:-$(mktemp -d /tmp/matrix-bench-nginx-XXXXXX)}
 chmod 755 "$LOGDIR"  # nginx's unprivileged worker processes read the static files here
 
-PIDS=()
-stop_all() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 1 75); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-        kill -9 "$pid" 2>/dev/null || true
-    done
-    PIDS=()
-}
-trap stop_all EXIT
-
-wait_ready() {  # url
-    for _ in $(seq 1 300); do
-        curl -sf "$1/_matrix/client/versions" >/dev/null && return 0
-        sleep 0.2
-    done
-    echo "$1 did not come up" >&2
-    return 1
-}
+# shellcheck source=bench/_servers.sh
+source "$(dirname "$0")/_servers.sh"  # PIDS, stop_all (on EXIT), wait_ready
 
 SERVER_ENV=(DATABASE_URL="$DB" REDIS_URL="$REDIS" MATRIX_RATE_LIMIT=off MATRIX_SERVER_NAME=localhost
             MATRIX_SERVE_STATIC=off MATRIX_TRUSTED_PROXY_COUNT=1 MATRIX_DATA_DIR="$LOGDIR/data"
