@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 from django.conf import settings
+from django.db.models import Model
 
 from accounts.models import AccessToken, Device, User
 from accounts.tokens import hash_token
@@ -13,15 +14,32 @@ from matrixsrv.identifiers import UserID
 from matrixsrv.rawsql import columns, fetch_one, instance
 
 
+# Per-user rows of higher layers that every authenticated request loads with its token (one LEFT
+# JOIN each, no round trip): (model keyed by a one-to-one ``user`` primary key, User attribute).
+_TOKEN_JOINS: list[tuple[type[Model], str]] = []
+
+
+def load_with_token(model: type[Model], attr: str) -> None:
+    """Have ``find_access_token`` set ``user.<attr>`` to the user's ``model`` row (None without one).
+    Called from an app's ``ready()``; e.g. presence, whose row every send reads."""
+    _TOKEN_JOINS.append((model, attr))
+    _token_sql.cache_clear()
+
+
 @cache
 def _token_sql() -> str:
     _, token_cols = columns(AccessToken)
     _, user_cols = columns(User)
     _, device_cols = columns(Device)
     t, u, d = AccessToken._meta.db_table, User._meta.db_table, Device._meta.db_table
+    selected, joins = [token_cols, user_cols, device_cols], []
+    for model, _ in _TOKEN_JOINS:
+        table = model._meta.db_table
+        selected.append(columns(model)[1])
+        joins.append(f" LEFT JOIN {table} ON {table}.{model._meta.pk.column} = {t}.user_id")
     return (
-        f"SELECT {token_cols}, {user_cols}, {device_cols} FROM {t} "
-        f"JOIN {u} ON {u}.id = {t}.user_id JOIN {d} ON {d}.id = {t}.device_id "
+        f"SELECT {', '.join(selected)} FROM {t} "
+        f"JOIN {u} ON {u}.id = {t}.user_id JOIN {d} ON {d}.id = {t}.device_id{''.join(joins)} "
         f"WHERE {t}.token_hash = %s AND {u}.is_active"
     )
 
@@ -34,7 +52,12 @@ def find_access_token(token: str) -> AccessToken | None:
         return None
     access_token, i = instance(AccessToken, row)
     user, i = instance(User, row, i)
-    device, _ = instance(Device, row, i)
+    device, i = instance(Device, row, i)
+    for model, attr in _TOKEN_JOINS:
+        names = columns(model)[0]
+        start, i = i, i + len(names)
+        present = row[start + names.index(model._meta.pk.attname)] is not None
+        setattr(user, attr, instance(model, row, start)[0] if present else None)
     access_token.user, access_token.device = user, device
     return access_token
 

@@ -14,10 +14,12 @@ import string
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Field
 
 from accounts.models import Device, User
 from events.auth_rules import auth_event_keys, auth_types_for_event, check_event_allowed
@@ -29,14 +31,16 @@ from events.pdu import CREATE_KEY, EventDraft, EventTypes, Membership as Members
 from events.power_levels import room_creators
 from events.redaction import redact_content
 from events.room_versions import RoomVersion, get_room_version
-from events.selectors import as_state_event, get_event, state_events_for_keys
+from events.selectors import (
+    StateKey, as_state_event, get_event, state_events_for_keys, state_events_from_rows, state_events_query,
+)
 from events.formatting import format_client_event
-from events.stream import next_stream_position
-from matrixsrv.errors import BadJson, Forbidden, InvalidParam, NotFound, TooLarge
-from matrixsrv.rawsql import fetch_one
-from push.actions import load_push_recipients, plan_push_actions
+from events.stream import ALLOCATED_POSITION_SQL, allocate_statement
+from matrixsrv.errors import BadJson, Forbidden, InvalidParam, MatrixError, NotFound, TooLarge
+from matrixsrv.rawsql import fetch_one, run_batch
+from push.actions import plan_push_actions, push_recipients_from_rows, push_recipients_query
 from rooms.models import Membership, Room
-from rooms.selectors import LockedRoom, lock_room
+from rooms.selectors import LockedRoom, lock_room, lock_room_and_read
 
 MAX_ROOM_ID_ATTEMPTS = 20
 MAX_EVENT_BYTES = 65536  # spec: events are at most 64 KiB in canonical JSON
@@ -89,21 +93,21 @@ def append_event(
     notify_extra: Iterable[int] = (),
     ignore_block: bool = False,
     push_recipients: list[tuple[Any, ...]] | None = None,
+    state_rows: dict[StateKey, Event] | None = None,
 ) -> Event:
     """Check ``draft`` against the room's auth rules and append it. Raises Forbidden when rejected.
 
     Runs in the caller's transaction (the one that locked the room); it opens none of its own, so
-    a rejected event costs no savepoint and leaves the caller's transaction usable.
+    a rejected event costs no savepoint and leaves the caller's transaction usable. ``state_rows``:
+    the current state for ``state_keys_for(draft)``, when the caller read it under the room's lock.
     """
     assert connection.in_atomic_block, "append_event runs inside the transaction that locked the room"
     room = locked.room
     if room.blocked and not ignore_block and not _allowed_in_blocked_room(draft):
         raise Forbidden("This room has been blocked on this server")
     version = get_room_version(room.version)
-    keys = set(auth_types_for_event(draft)) | {CREATE_KEY}
-    if draft.state_key is not None:
-        keys.add((draft.type, draft.state_key))  # the state this event replaces (unsigned.prev_content)
-    state_rows = state_events_for_keys(room.room_id, keys)
+    if state_rows is None:
+        state_rows = state_events_for_keys(room.room_id, state_keys_for(draft))
     state = {key: as_state_event(ev) for key, ev in state_rows.items()}
     check_event_allowed(
         draft, state, version, room_creators=room_creators(state.get(CREATE_KEY), version),
@@ -123,6 +127,15 @@ def append_event(
                     then=notifications.statements)
 
 
+def state_keys_for(draft: EventDraft) -> set[StateKey]:
+    """The current state ``append_event`` reads for ``draft``: its auth events' keys, the create
+    event, and for a state event the state it replaces (``unsigned.prev_content``)."""
+    keys = set(auth_types_for_event(draft)) | {CREATE_KEY}
+    if draft.state_key is not None:
+        keys.add((draft.type, draft.state_key))
+    return keys
+
+
 def _allowed_in_blocked_room(draft: EventDraft) -> bool:
     """A blocked room (moderation) refuses every event except members going (a leave, a kick, a ban)
     and whatever the server's moderator account sends: it must be able to clean the room up."""
@@ -136,14 +149,15 @@ def _allowed_in_blocked_room(draft: EventDraft) -> bool:
 
 def _persist(room: Room, version: RoomVersion, pdu: dict[str, Any], draft: EventDraft, *,
              previous: Event | None, send: SendContext, notify_extra: Iterable[int],
-             then: Callable[[Event], list[tuple[str, list[Any]]]] | None = None) -> Event:
+             then: Callable[[str], list[tuple[str, list[Any]]]] | None = None) -> Event:
     """Store the event at the next stream position, with current state, membership and the room's
     tip, and the statements ``then`` makes for it (the push notifications). Everything from the
-    position on holds the stream lock until COMMIT, so it is kept to the fewest round trips."""
+    position on holds the stream lock until COMMIT, which every writer in every room waits for, so
+    it is one batch (``rawsql.run_batch``: one round trip on PostgreSQL): the position, the event,
+    and for a message event the room's tip and ``then``'s statements, which name the position and
+    the event in SQL. A state event's current state and membership follow in one more batch."""
     event_id = event_id_for(pdu, version)
-    pos = next_stream_position()  # last: the stream head's row lock is held until COMMIT
-    event = Event.objects.create(
-        stream_pos=pos,
+    event = Event(
         event_id=event_id,
         room=room,
         type=draft.type,
@@ -164,8 +178,13 @@ def _persist(room: Room, version: RoomVersion, pdu: dict[str, Any], draft: Event
         sender_device=send.device,
         txn_id=send.txn_id,
     )
-    room_fields = ["last_event_id", "depth", "last_stream_pos"]
-    room.last_event_id, room.depth, room.last_stream_pos = event_id, pdu["depth"], pos
+    room_fields = ["last_event_id", "depth"]
+    room.last_event_id, room.depth = event_id, pdu["depth"]
+    tail = _room_tip_statements(room, room_fields, then(event_id) if then is not None else [])
+    batch = [allocate_statement(), _insert_event_statement(event)]
+    (pos,), (pk,) = (rows[0] for rows in run_batch(batch + tail if draft.state_key is None else batch)[:2])
+    event.pk, event.stream_pos, room.last_stream_pos = pk, pos, pos
+    event._state.adding, event._state.db = False, connection.alias
     recipients = set(notify_extra)
     if draft.state_key is not None:
         if previous is None:
@@ -178,35 +197,46 @@ def _persist(room: Room, version: RoomVersion, pdu: dict[str, Any], draft: Event
             room_fields += changed
             if target_pk is not None:
                 recipients.add(target_pk)
-    _save_room_tip(room, sorted(set(room_fields)), then(event) if then is not None else [])
+        run_batch(_room_tip_statements(room, room_fields, then(event_id) if then is not None else []))
     notify_on_commit(pos=pos, rooms=[room.room_id], users=recipients, events=1)
     return event
 
 
-def _save_room_tip(room: Room, fields: list[str], statements: list[tuple[str, list[Any]]]) -> None:
-    """``room.save(update_fields=fields)``, then ``statements``. On PostgreSQL all in one round trip
-    (the backend's client-side binding cursor runs several statements in one ``execute``): they run
-    while the stream position's lock is held, which every writer in every room waits for."""
-    if not statements:
-        room.save(update_fields=fields)
-        return
-    if connection.vendor != "postgresql":
-        room.save(update_fields=fields)
-        with connection.cursor() as cursor:
-            for sql, params in statements:
-                cursor.execute(sql, params)
-        return
+@cache
+def _insert_event_sql() -> tuple[str, tuple[Field, ...]]:
+    """INSERT of an Event at the allocated position (``ALLOCATED_POSITION_SQL``), returning its pk;
+    and the fields whose values it binds, in order."""
     quote = connection.ops.quote_name
-    columns = [Room._meta.get_field(name) for name in fields]
-    assignments = ", ".join(f"{quote(f.column)} = %s" for f in columns)
+    meta = Event._meta
+    fields = tuple(f for f in meta.concrete_fields if not f.primary_key)
+    values = [ALLOCATED_POSITION_SQL if f.name == "stream_pos" else "%s" for f in fields]
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES ({', '.join(values)}) RETURNING {quote(meta.pk.column)}"
+    )
+    return sql, tuple(f for f in fields if f.name != "stream_pos")
+
+
+def _insert_event_statement(event: Event) -> tuple[str, list[Any]]:
+    sql, fields = _insert_event_sql()
+    return sql, [f.get_db_prep_save(f.pre_save(event, True), connection) for f in fields]
+
+
+def _room_tip_statements(
+    room: Room, fields: list[str], then: list[tuple[str, list[Any]]]
+) -> list[tuple[str, list[Any]]]:
+    """The UPDATE of the room's ``fields`` and its ``last_stream_pos`` (the allocated position),
+    followed by ``then``."""
+    quote = connection.ops.quote_name
+    columns = [Room._meta.get_field(name) for name in sorted(set(fields))]
+    assignments = "".join(f"{quote(f.column)} = %s, " for f in columns)
     params: list[Any] = [f.get_db_prep_save(getattr(room, f.attname), connection) for f in columns]
-    sql = [f"UPDATE {quote(Room._meta.db_table)} SET {assignments} WHERE {quote(Room._meta.pk.column)} = %s"]
-    params.append(room.pk)
-    for statement, statement_params in statements:
-        sql.append(statement)
-        params += statement_params
-    with connection.cursor() as cursor:
-        cursor.execute("; ".join(sql), params)
+    sql = (
+        f"UPDATE {quote(Room._meta.db_table)} SET {assignments}"
+        f"{quote(Room._meta.get_field('last_stream_pos').column)} = {ALLOCATED_POSITION_SQL} "
+        f"WHERE {quote(Room._meta.pk.column)} = %s"
+    )
+    return [(sql, [*params, room.pk]), *then]
 
 
 def apply_state_to_room(room: Room, event_type: str, state_key: str, content: Mapping[str, Any]) -> list[str]:
@@ -350,16 +380,17 @@ def send_message_event(*, sender: User, room_id: str, event_type: str, content: 
                        send: SendContext = SendContext()) -> str:
     """Append a non-state event; idempotent per (device, txn_id): a replay returns the first event's ID.
 
-    The replay check and the push recipients are read before the room is locked: two round trips
-    less in the section that every sender to this room waits for. Two copies of one request racing
-    past the check meet the unique index on (device, txn_id): the loser's transaction (its stream
-    position too) rolls back and it answers with the winner's event, as a replay would."""
+    A new request makes no replay check: the unique index on (device, txn_id) refuses a second
+    event, and only a request that fails (that index, or any refusal: the sender may have left the
+    room since) looks for the event an earlier copy of it created. Two copies racing are the same
+    case: the loser's transaction (its stream position too) rolls back and it answers with the
+    winner's event."""
     redacts = content.get("redacts") if event_type == EventTypes.REDACTION else None
     redacts_id = redacts if isinstance(redacts, str) else None
     try:
         return _send_message_event(sender=sender, room_id=room_id, event_type=event_type, content=content,
-                                   send=send, redacts=redacts_id)
-    except IntegrityError:
+                                   send=send)
+    except (IntegrityError, MatrixError):
         existing = _find_replay(send, room_id=room_id, event_type=event_type, redacts=redacts_id)
         if existing is None:
             raise
@@ -368,16 +399,20 @@ def send_message_event(*, sender: User, room_id: str, event_type: str, content: 
 
 @transaction.atomic
 def _send_message_event(*, sender: User, room_id: str, event_type: str, content: dict[str, Any],
-                        send: SendContext, redacts: str | None) -> str:
-    existing = _find_replay(send, room_id=room_id, event_type=event_type, redacts=redacts)
-    if existing is not None:
-        return existing
-    recipients = load_push_recipients(room_id=room_id, sender=sender.mxid)
-    locked = lock_room(room_id)
+                        send: SendContext) -> str:
     draft = EventDraft(type=event_type, sender=sender.mxid, content=content)
     if event_type == EventTypes.REDACTION:
-        return _redact(locked, sender, draft, content.get("redacts"), send).event_id
-    return append_event(locked, draft, send=send, push_recipients=recipients).event_id
+        return _redact(lock_room(room_id), sender, draft, content.get("redacts"), send).event_id
+    # One round trip: the room's lock, then (under it) the auth state and whom the event may notify.
+    locked, (state_rows, recipient_rows) = lock_room_and_read(
+        room_id,
+        state_events_query(room_id, state_keys_for(draft)),
+        push_recipients_query(room_id=room_id, sender=sender.mxid),
+    )
+    return append_event(
+        locked, draft, send=send, state_rows=state_events_from_rows(state_rows),
+        push_recipients=push_recipients_from_rows(recipient_rows),
+    ).event_id
 
 
 @transaction.atomic

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import reduce
 from operator import or_
+from typing import Any
 
 from django.db.models import Q
 
@@ -28,9 +29,16 @@ def as_state_event(event: Event) -> StateEvent:
 
 def state_events_for_keys(room_id: str, keys: Iterable[StateKey]) -> dict[StateKey, Event]:
     """The current state events for exactly these (type, state_key) pairs: one query."""
-    keys = sorted(set(keys))
+    keys = set(keys)
     if not keys:
         return {}
+    sql, params = state_events_query(room_id, keys)
+    return state_events_from_rows(fetch_all(sql, params))
+
+
+def state_events_query(room_id: str, keys: Iterable[StateKey]) -> tuple[str, list[str]]:
+    """The read of ``state_events_for_keys`` (at least one key), for running with others."""
+    keys = sorted(set(keys))
     _, event_cols = columns(Event)
     e, cs = Event._meta.db_table, CurrentState._meta.db_table
     pairs = ", ".join(["(%s, %s)"] * len(keys))
@@ -41,7 +49,11 @@ def state_events_for_keys(room_id: str, keys: Iterable[StateKey]) -> dict[StateK
     params: list[str] = [room_id]
     for event_type, state_key in keys:
         params += [event_type, state_key]
-    events = [instance(Event, row)[0] for row in fetch_all(sql, params)]
+    return sql, params
+
+
+def state_events_from_rows(rows: Iterable[Sequence[Any]]) -> dict[StateKey, Event]:
+    events = [instance(Event, row)[0] for row in rows]
     return {(ev.type, ev.state_key or ""): ev for ev in events}
 
 

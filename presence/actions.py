@@ -31,7 +31,7 @@ from events.notify import notify_on_commit
 from events.stream import next_stream_position
 from presence import rules
 from presence.models import Presence
-from presence.selectors import joined_rooms_of, load_record
+from presence.selectors import joined_rooms_of, load_record, own_record
 
 
 def now_ms() -> int:
@@ -97,8 +97,9 @@ def record_activity(*, user: User) -> tuple[int, rules.PresenceRecord] | None:
     """A pro-active act of ``user`` (e.g. sending a message; ``rules.on_activity``): back online from
     idle or an explicit ``unavailable``, and ``currently_active`` kept up. One read (hand-written:
     ``selectors.load_record``, as it runs on every send); a write at most every ``ACTIVE_MS // 2`` per
-    user, with a position only when what clients see changes. The position and the new record, or None."""
-    own = load_record(user.pk)
+    user, with a position only when what clients see changes. The position and the new record, or None.
+    The record is the one the request's token lookup loaded (``selectors.own_record``): no read."""
+    own = own_record(user)
     now = now_ms()
 
     def decide(current: rules.PresenceRecord | None) -> rules.PresenceRecord | None:

@@ -181,6 +181,18 @@ def get_presence(*, viewer: User, user_id: str, now_ms: int) -> dict[str, Any]:
     return rules.content(load_record(target), now_ms)
 
 
+ROW_WITH_TOKEN = "presence_row"  # the User attribute the token lookup fills (presence/apps.py)
+
+
+def own_record(user: User) -> rules.PresenceRecord | None:
+    """The user's presence record: as the request's token lookup loaded it, or read now."""
+    try:
+        row = getattr(user, ROW_WITH_TOKEN)
+    except AttributeError:
+        return load_record(user.pk)
+    return row.record() if row is not None else None
+
+
 def load_record(user_pk: int) -> rules.PresenceRecord | None:
     """The user's presence record, None without a row: one hand-written single-row SELECT, as it is
     read on every send (``presence.actions.record_activity``) and the ORM's compilation cost more."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 from typing import Any
@@ -30,7 +30,7 @@ from events.models import Event
 from events.pdu import AuthState, EventTypes, Membership as MembershipValues, member_key
 from events.power_levels import PowerLevels
 from events.room_versions import RoomVersion
-from events.stream import next_stream_position
+from events.stream import ALLOCATED_POSITION_SQL, next_stream_position
 from matrixsrv.errors import InvalidParam, MissingParam
 from matrixsrv.rawsql import fetch_all
 from push.models import PushAction, Pusher, PushRuleState
@@ -257,18 +257,19 @@ MAX_THREAD_HOPS = 3
 @dataclass
 class PendingPushActions:
     """What ``plan_push_actions`` found for one event, before the event has its stream position:
-    ``(user_pk, actions, highlight)`` per recipient to notify. ``record`` writes them once the
-    event is stored."""
+    ``(user_pk, actions, highlight)`` per recipient to notify. ``statements`` writes them with the
+    event."""
 
     room_id: str
     event: Mapping[str, Any]
     notified: list[tuple[int, list[Any], bool]] = field(default_factory=list)
     thread_id: str = MAIN_THREAD  # the event's thread (looked up before the stream position is taken)
 
-    def statements(self, stored: Event) -> list[tuple[str, list[Any]]]:
+    def statements(self, event_id: str) -> list[tuple[str, list[Any]]]:
         """The INSERT of the rows (one per ``INSERT_BATCH_ROWS``; none when nobody is notified), for
-        the event's transaction. ``events.actions`` sends them in the same round trip as the room's
-        update on PostgreSQL, as they run while the stream position's lock is held.
+        the event's transaction, after the event ``event_id`` is inserted at the allocated position:
+        both are named in SQL (``_insert_sql``), so ``events.actions`` sends these in the same round
+        trip as the event itself, while the stream position's lock is held.
 
         Hand-written: on every send to a room with others in it, where ``bulk_create``'s per-object
         work cost four times the statement (measured: 0.45 ms for 9 rows on SQLite). The values all
@@ -281,7 +282,7 @@ class PendingPushActions:
         out: list[tuple[str, list[Any]]] = []
         for start in range(0, len(self.notified), INSERT_BATCH_ROWS):
             batch = self.notified[start : start + INSERT_BATCH_ROWS]
-            params: list[Any] = [self.room_id, stored.pk, stored.stream_pos, self.thread_id, True, ts]
+            params: list[Any] = [self.room_id, event_id, self.thread_id, True, ts]
             for user_pk, actions, highlight in batch:
                 value = prepared.get(id(actions))
                 if value is None:
@@ -290,24 +291,23 @@ class PendingPushActions:
             out.append((_insert_sql(len(batch)), params))
         return out
 
-    def record(self, stored: Event) -> None:
-        """Run ``statements`` (the event is stored)."""
-        with connection.cursor() as cursor:
-            for sql, params in self.statements(stored):
-                cursor.execute(sql, params)
-
 
 def load_push_recipients(*, room_id: str, sender: str, invitee: str | None = None) -> list[tuple[Any, ...]]:
     """The room's local members (and a local invitee) whom an event of ``sender`` may notify, with
-    what evaluating their rules needs: one hand-written query. ``send_message_event`` reads this
-    *before* it locks the room, so the room's serialized section does not wait for it (a member who
-    joins in that millisecond is not notified of this one message, as with Synapse, which computes
-    push actions from the event's context before persisting it)."""
+    what evaluating their rules needs: one hand-written query (``push_recipients_query``)."""
+    return push_recipients_from_rows(fetch_all(*push_recipients_query(room_id=room_id, sender=sender, invitee=invitee)))
+
+
+def push_recipients_query(*, room_id: str, sender: str, invitee: str | None = None) -> tuple[str, list[Any]]:
+    """The read of ``load_push_recipients``, for running with others: ``send_message_event`` runs it
+    in the round trip that locks the room (``rooms.selectors.lock_room_and_read``)."""
+    return _recipients_sql(), [IGNORED_USER_LIST, room_id, sender, MembershipValues.JOIN, invitee or ""]
+
+
+def push_recipients_from_rows(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
     return [
         (user_pk, mxid, membership, displayname, _json(overrides), _json(custom), _json(ignored))
-        for user_pk, mxid, membership, displayname, overrides, custom, ignored in fetch_all(
-            _recipients_sql(), [IGNORED_USER_LIST, room_id, sender, MembershipValues.JOIN, invitee or ""]
-        )
+        for user_pk, mxid, membership, displayname, overrides, custom, ignored in rows
     ]
 
 
@@ -410,15 +410,20 @@ _ROW_COLUMNS = ("user", "highlight", "actions")
 @lru_cache(maxsize=INSERT_BATCH_ROWS)
 def _insert_sql(rows: int) -> str:
     """``INSERT`` of ``rows`` push actions, built once per row count: the values every row shares
-    (``_SHARED_COLUMNS``) are bound once, each row binds ``_ROW_COLUMNS`` in a ``VALUES`` list
-    (whose columns are named ``column1``... on both SQLite and PostgreSQL). Few parameters matter on
-    PostgreSQL: psycopg re-parses every statement with more than 50 instead of caching it (measured:
-    0.25 ms of CPU per send for the 81 of 9 rows x 9 columns)."""
+    are bound once (``_SHARED_COLUMNS``: the event by its ID, the position as the one this
+    transaction allocated), each row binds ``_ROW_COLUMNS`` in a ``VALUES`` list (whose columns are
+    named ``column1``... on both SQLite and PostgreSQL). Few parameters matter on PostgreSQL:
+    psycopg re-parses every statement with more than 50 instead of caching it (measured: 0.25 ms of
+    CPU per send for the 81 of 9 rows x 9 columns)."""
     quote = connection.ops.quote_name
     meta = PushAction._meta
     columns = ", ".join(quote(meta.get_field(name).column) for name in _ROW_COLUMNS + _SHARED_COLUMNS)
+    shared = {
+        "event": f"(SELECT id FROM {quote(Event._meta.db_table)} WHERE event_id = %s)",
+        "stream_pos": ALLOCATED_POSITION_SQL,
+    }
     selected = ", ".join(
-        [f"v.column{i + 1}" for i in range(len(_ROW_COLUMNS))] + ["%s"] * len(_SHARED_COLUMNS)
+        [f"v.column{i + 1}" for i in range(len(_ROW_COLUMNS))] + [shared.get(name, "%s") for name in _SHARED_COLUMNS]
     )
     one = "(" + ", ".join(["%s"] * len(_ROW_COLUMNS)) + ")"
     return (

@@ -83,9 +83,16 @@ class PushAction(models.Model):
     # lookups per row (27 for a 10-member room) while every writer waits. The rows are derived from
     # the event they are written with; deleting a user, room or event still deletes them (Django's
     # on_delete cascade runs in Python).
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+", db_constraint=False)
-    room = models.ForeignKey("rooms.Room", on_delete=models.CASCADE, related_name="+", db_constraint=False)
-    event = models.ForeignKey("events.Event", on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    # Nor single-column indexes: every index is written for every row, so the table keeps four (the
+    # primary key and the three below, which also serve the cascades by user and by event). Deleting
+    # a room (an admin's purge, rare) scans for its rows.
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False)
+    room = models.ForeignKey(
+        "rooms.Room", on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    event = models.ForeignKey(
+        "events.Event", on_delete=models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
     stream_pos = models.BigIntegerField()
     thread_id = models.CharField(max_length=255, default="main")
     notify = models.BooleanField(default=True)
@@ -95,7 +102,8 @@ class PushAction(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "event"], name="push_action_user_event_unique"),
+            # (event, user): the event's rows are found by it too (deleting an event)
+            models.UniqueConstraint(fields=["event", "user"], name="push_action_event_user_unique"),
         ]
         indexes = [
             # unread counts: the user's rows in the answer's rooms after a receipt

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -11,7 +13,7 @@ from django.db import connection
 from events.models import Event
 from matrixsrv.errors import Forbidden, InvalidParam, NotFound
 from matrixsrv.identifiers import RoomAlias as RoomAliasID
-from matrixsrv.rawsql import columns, fetch_one, instance
+from matrixsrv.rawsql import columns, fetch_one, run_batch, instance
 from rooms.models import Membership, Room, RoomAlias
 
 
@@ -39,6 +41,17 @@ def lock_room(room_id: str) -> LockedRoom:
     if row is None:
         raise NotFound("Unknown room")
     return LockedRoom(instance(Room, row)[0])
+
+
+def lock_room_and_read(
+    room_id: str, *reads: tuple[str, Sequence[Any]]
+) -> tuple[LockedRoom, list[list[tuple[Any, ...]]]]:
+    """``lock_room``, then ``reads`` under the lock, in the same round trip on PostgreSQL
+    (``rawsql.run_batch``): the rows of each read, in order."""
+    rows, *results = run_batch([(_lock_room_sql(), [room_id]), *reads])
+    if not rows:
+        raise NotFound("Unknown room")
+    return LockedRoom(instance(Room, rows[0])[0]), results
 
 
 def get_room(room_id: str) -> Room:
