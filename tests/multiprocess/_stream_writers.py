@@ -30,19 +30,21 @@ def _install_unordered_allocator(sequence: str, delay_s: float) -> None:
     Only odd positions wait: an even position allocated during that wait commits first, so the
     overtaking happens on every overlap instead of depending on scheduling noise (with an equal
     delay for all, the earlier allocation nearly always committed first and the control was flaky)."""
-    from django.db import connection
-
     import events.actions
+    import push.actions
 
-    def unordered_next_stream_position() -> int:
-        with connection.cursor() as cur:
-            cur.execute("SELECT nextval(%s)", [sequence])
-            pos = int(cur.fetchone()[0])
-        if pos % 2:
-            time.sleep(delay_s)
-        return pos
-
-    events.actions.next_stream_position = unordered_next_stream_position
+    # The write path allocates in its batch (events.stream.allocate_statement) and names the position
+    # in later statements (ALLOCATED_POSITION_SQL): a bare sequence, and the session's value of it.
+    # The odd positions sleep on the server, between allocating and the rest of the batch (COMMIT).
+    allocate_sql = (
+        f"SELECT p FROM (SELECT nextval('{sequence}') AS p) s, "
+        f"LATERAL (SELECT pg_sleep(CASE WHEN mod(p, 2) = 1 THEN {delay_s} ELSE 0 END)) z"
+    )
+    events.actions.allocate_statement = lambda: (allocate_sql, [])
+    events.actions.ALLOCATED_POSITION_SQL = f"(SELECT currval('{sequence}'))"
+    push.actions.ALLOCATED_POSITION_SQL = events.actions.ALLOCATED_POSITION_SQL
+    events.actions._insert_event_sql.cache_clear()
+    push.actions._insert_sql.cache_clear()
 
 
 def write_events(
