@@ -403,24 +403,27 @@ def _send_message_event(*, sender: User, room_id: str, event_type: str, content:
     draft = EventDraft(type=event_type, sender=sender.mxid, content=content)
     if event_type == EventTypes.REDACTION:
         return _redact(lock_room(room_id), sender, draft, content.get("redacts"), send).event_id
-    # One round trip: the room's lock, then (under it) the auth state and whom the event may notify.
-    locked, (state_rows, recipient_rows) = lock_room_and_read(
-        room_id,
-        state_events_query(room_id, state_keys_for(draft)),
-        push_recipients_query(room_id=room_id, sender=sender.mxid),
-    )
+    return _lock_and_append(room_id, draft, send=send).event_id
+
+
+def _lock_and_append(room_id: str, draft: EventDraft, *, send: SendContext = SendContext()) -> Event:
+    """``append_event`` after one round trip: the room's lock, then (under it) the auth state and
+    whom the event may notify (not for membership events: their invitee is read by the planner)."""
+    reads = [state_events_query(room_id, state_keys_for(draft))]
+    if draft.type != EventTypes.MEMBER:
+        reads.append(push_recipients_query(room_id=room_id, sender=draft.sender))
+    locked, (state_rows, *recipient_rows) = lock_room_and_read(room_id, *reads)
     return append_event(
         locked, draft, send=send, state_rows=state_events_from_rows(state_rows),
-        push_recipients=push_recipients_from_rows(recipient_rows),
-    ).event_id
+        push_recipients=push_recipients_from_rows(recipient_rows[0]) if recipient_rows else None,
+    )
 
 
 @transaction.atomic
 def send_state_event(*, sender: User, room_id: str, event_type: str, state_key: str,
                      content: dict[str, Any]) -> str:
-    locked = lock_room(room_id)
     draft = EventDraft(type=event_type, sender=sender.mxid, content=content, state_key=state_key)
-    return append_event(locked, draft).event_id
+    return _lock_and_append(room_id, draft).event_id
 
 
 @transaction.atomic

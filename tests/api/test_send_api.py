@@ -210,6 +210,21 @@ def test_per_type_event_level_applies(matrix: MatrixClient, alice: TestUser, bob
     matrix.send(alice, room_id, "org.example.special", {})
 
 
+def test_a_retry_after_the_sender_left_still_returns_the_first_event(
+    matrix: MatrixClient, alice: TestUser, bob: TestUser
+) -> None:
+    """A send makes no replay check up front; a retry that the room now refuses (the sender left
+    meanwhile) is still a retry: it answers with the first event, and nothing new is stored."""
+    room_id = joined_room_with(matrix, alice, bob)
+    first = matrix.send(bob, room_id, "m.room.message", TEXT, txn_id="t1")["event_id"]
+    matrix.leave(bob, room_id)
+    before = event_count()
+    assert matrix.send(bob, room_id, "m.room.message", TEXT, txn_id="t1")["event_id"] == first
+    assert event_count() == before
+    matrix.send(bob, room_id, "m.room.message", TEXT, txn_id="t2", expect=403)
+    assert event_count() == before
+
+
 def test_a_rejected_send_does_not_use_up_the_txn_id(
     matrix: MatrixClient, alice: TestUser, bob: TestUser
 ) -> None:
