@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.live import REPO, LiveServer, live_server
+from tests.tools import skip_without
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -71,7 +72,7 @@ def _try_install_browser() -> str:
 def chromium() -> Iterator[None]:
     why_not = _try_install_browser()
     if why_not:
-        pytest.skip(why_not)
+        skip_without("chromium", why_not)
     yield
 
 

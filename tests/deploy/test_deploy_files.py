@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from matrixsrv import config
+from tests.tools import skip_without
 
 REPO = Path(__file__).resolve().parents[2]
 NGINX_CONF = REPO / "deploy" / "nginx.conf"
@@ -82,8 +83,9 @@ def test_render_fills_in_the_workers_listen_address_and_static_root(tmp_path: Pa
     assert _render("--static-root", "/x").returncode != 0  # no worker: refused
 
 
-@pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
 def test_the_rendered_configuration_parses(tmp_path: Path) -> None:
+    if NGINX is None:
+        skip_without("nginx", "nginx is not installed")
     (tmp_path / "static").mkdir()
     conf = tmp_path / "nginx.conf"
     conf.write_text(_render("--upstream", "127.0.0.1:8081", "--listen", "127.0.0.1:9000", "--static-root",

@@ -35,6 +35,7 @@ import pytest
 
 from tests.live import POSTGRES_SCHEMES, REPO, LiveServer, live_server
 from tests.multiprocess.test_cross_worker_wakeup import redis_database
+from tests.tools import skip_without
 
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 WORKERS = 2
@@ -50,7 +51,6 @@ pytestmark = [
         urlsplit(os.environ.get("DATABASE_URL", "")).scheme not in POSTGRES_SCHEMES,
         reason="several workers need PostgreSQL (DATABASE_URL=postgres://...)",
     ),
-    pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx)"),
 ]
 
 
@@ -123,6 +123,8 @@ def _collectstatic(static_root: Path, env: dict[str, str]) -> None:
 
 @pytest.fixture(scope="module")
 def deployment() -> Iterator[tuple[Proxy, LiveServer]]:
+    if NGINX is None:
+        skip_without("nginx", "nginx is not installed (apt-get install nginx)")
     """Workers on PostgreSQL + Redis, nginx in front of them; both stopped by pid afterwards."""
     tmp = Path(tempfile.mkdtemp(prefix="matrixsrv-nginx-"))
     os.chmod(tmp, 0o755)  # nginx's worker processes (an unprivileged user under root) read /static/ here

