@@ -41,6 +41,7 @@ from events.selectors import state_at
 from events.stream import current_stream_position
 from events.visibility import effective_history_visibility, is_event_visible
 from matrixsrv.errors import Forbidden, NotFound
+from matrixsrv.rawsql import fetch_all
 from rooms.models import Membership, Room
 from sync.filters import DEFAULT_ROOM_EVENT_FILTER, RoomEventFilter, split_type_patterns
 
@@ -155,12 +156,13 @@ def load_room_visibilities(user_mxid: str, room_ids: Iterable[str]) -> dict[str,
     room_ids = list(dict.fromkeys(room_ids))
     found: dict[str, tuple[list[int], list[str | None]]] = {r: ([], []) for r in room_ids}
     if room_ids:
-        rows = (
-            Event.objects.filter(room_id__in=room_ids, type=EventTypes.MEMBER, state_key=user_mxid)
-            .order_by("stream_pos")
-            .values_list("room_id", "stream_pos", "membership")
+        sql = (  # hand-written: on every sync with news (matrixsrv/rawsql.py); the (room, type,
+            # state_key, stream_pos) index serves it
+            f"SELECT room_id, stream_pos, membership FROM {Event._meta.db_table} "
+            f"WHERE room_id IN ({', '.join(['%s'] * len(room_ids))}) AND type = %s AND state_key = %s "
+            f"ORDER BY stream_pos"
         )
-        for room_id, pos, membership in rows:
+        for room_id, pos, membership in fetch_all(sql, [*room_ids, EventTypes.MEMBER, user_mxid]):
             found[room_id][0].append(pos)
             found[room_id][1].append(membership)
     return {

@@ -52,14 +52,16 @@ What a room gets (``_RoomPlan``), for a sync ``since`` S:
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from functools import reduce
+from functools import cache, reduce
 from operator import or_
 from typing import Any
 
+from django.db import connection
 from django.db.models import BigIntegerField, Case, F, Q, Value, When, Window
 from django.db.models.functions import RowNumber
 
@@ -80,6 +82,7 @@ from events.pdu import Membership as M
 from events.stream import current_stream_position
 from events.timeline import RoomVisibility, event_filter_q, load_room_visibilities
 from matrixsrv.errors import NotFound
+from matrixsrv.rawsql import columns, fetch_all, instance
 from presence.rules import PresenceRecord
 from presence.selectors import load_sync_presence
 from push.selectors import NO_UNREAD, load_unread_counts
@@ -139,7 +142,7 @@ def find_filter_definition(user: User, filter_id: str) -> dict[str, Any] | None:
 
 @dataclass
 class SyncResult:
-    body: dict[str, Any]
+    body: dict[str, Any] | None  # None: a read skipped (sync/quiet.py), never an answer
     next_pos: int
     is_empty: bool
     joined_room_ids: frozenset[str] = frozenset()  # where this user's next wake-ups come from
@@ -211,11 +214,7 @@ def build_sync_response(
     e2ee = load_sync_e2ee(user=user, device_pk=device_pk, since=since, head=head)
     if e2ee.acknowledged and device_pk is not None and since is not None:
         ToDeviceMessage.objects.acknowledge(device_pk=device_pk, upto=since)
-    memberships = [
-        m
-        for m in Membership.objects.filter(user=user).select_related("room", "event")
-        if room_filter.matches_room(m.room_id)
-    ]
+    memberships = [m for m in _load_memberships(user.pk) if room_filter.matches_room(m.room_id)]
     plans = _plan_rooms(memberships, user, since, head, full_state, room_filter.include_leave)
     invites = [
         m
@@ -361,7 +360,7 @@ def add_own_presence(result: SyncResult, *, pos: int, event: dict[str, Any], syn
     When ``pos`` is the position right after the read's head, nothing else lies between them: the
     answer is completed with the user's own event and ends at ``pos`` (so the next long-poll does not
     wake up at once for it), with no second read. False otherwise (the caller reads again)."""
-    if pos != result.next_pos + 1:
+    if pos != result.next_pos + 1 or result.body is None:
         return False
     result.next_pos = pos
     result.body["next_batch"] = f"s{pos}"
@@ -375,19 +374,53 @@ def add_own_presence(result: SyncResult, *, pos: int, event: dict[str, Any], syn
     return True
 
 
+@cache
+def _memberships_sql() -> str:
+    m, r, e = (model._meta.db_table for model in (Membership, Room, Event))
+    return (
+        f"SELECT {columns(Membership)[1]}, {columns(Room)[1]}, {columns(Event)[1]} FROM {m} "
+        f"JOIN {r} ON {r}.room_id = {m}.room_id "
+        f"LEFT JOIN {e} ON {e}.id = {m}.event_id AND {m}.membership IN ('{M.INVITE}', '{M.KNOCK}') "
+        f"WHERE {m}.user_id = %s"
+    )
+
+
+def _load_memberships(user_pk: int) -> list[Membership]:
+    """Query 2: the user's memberships with their rooms, and the membership event where the answer
+    shows it (invites and knocks: stripped state, the inviter). Hand-written (matrixsrv/rawsql.py):
+    on every sync, where the ORM's compilation and three model instances per room cost more than
+    the query. A joined room's event is not read (``m.event`` would be one more query: unused)."""
+    out = []
+    for row in fetch_all(_memberships_sql(), [user_pk]):
+        membership, i = instance(Membership, row)
+        membership.room, i = instance(Room, row, i)
+        if row[i] is not None:
+            membership.event = instance(Event, row, i)[0]
+        out.append(membership)
+    return out
+
+
+@cache
+def _account_data_sql() -> str:
+    t = AccountData._meta.db_table
+    return (
+        f"SELECT room_id, type, content, stream_pos FROM {t} WHERE user_id = %s "
+        f"AND ((stream_pos > %s AND stream_pos <= %s) OR (room_id IS NULL AND type = %s)) ORDER BY stream_pos"
+    )
+
+
 def _load_account_data(
     user: User, since: int | None, head: int
 ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], frozenset[str]]:
     """Query 9: the account data to send (changed in ``(since, head]``; all of it up to ``head`` in
     an initial sync) as events, global and by room, and whom the user ignores now (read whatever its
-    position, so a change takes effect at once)."""
-    sent = Q(stream_pos__lte=head) if since is None else Q(stream_pos__gt=since, stream_pos__lte=head)
-    rows = (
-        AccountData.objects.filter(user=user)
-        .filter(sent | Q(room_id__isnull=True, type=IGNORED_USER_LIST))
-        .order_by("stream_pos")
-        .values_list("room_id", "type", "content", "stream_pos")
-    )
+    position, so a change takes effect at once). Hand-written: on every sync."""
+    rows = [
+        (room_id, type_, _json(content), pos)
+        for room_id, type_, content, pos in fetch_all(
+            _account_data_sql(), [user.pk, -1 if since is None else since, head, IGNORED_USER_LIST]
+        )
+    ]
     global_data: list[dict[str, Any]] = []
     room_data: dict[str, list[dict[str, Any]]] = defaultdict(list)
     ignored: frozenset[str] = frozenset()
@@ -530,14 +563,18 @@ def _load_timelines(
     if not wanted:
         return
     unfiltered = timeline_filter.is_unrestricted
-    if ignored:
-        filter_q &= ~Q(sender__in=sorted(ignored), state_key__isnull=True)
-    rows = (
-        Event.objects.filter(_bounded([(p.room_id, p.lower, p.upper) for p in wanted]) & filter_q)
-        .annotate(rn=Window(RowNumber(), partition_by=[F("room_id")], order_by=F("stream_pos").desc()))
-        .filter(rn__lte=limit + 1)
-        .order_by("stream_pos")
-    )
+    windows = [(p.room_id, p.lower, p.upper) for p in wanted]
+    if not filter_q:  # no type, sender or URL condition (the common case): hand-written, built here
+        rows: Iterable[Event] = _timeline_rows(windows, limit + 1, ignored)
+    else:
+        if ignored:
+            filter_q &= ~Q(sender__in=sorted(ignored), state_key__isnull=True)
+        rows = (
+            Event.objects.filter(_bounded(windows) & filter_q)
+            .annotate(rn=Window(RowNumber(), partition_by=[F("room_id")], order_by=F("stream_pos").desc()))
+            .filter(rn__lte=limit + 1)
+            .order_by("stream_pos")
+        )
     by_room: dict[str, list[Event]] = defaultdict(list)
     for event in rows:
         by_room[event.room_id].append(event)
@@ -548,6 +585,51 @@ def _load_timelines(
             events = events[-limit:]
         plan.timeline = [e for e in events if plan.visibility.can_see(e) and _allows(timeline_filter, e)]
         plan.complete = unfiltered and not plan.limited and len(plan.timeline) == len(events)
+
+
+def _timeline_rows(windows: list[tuple[str, int | None, int]], per_room: int, ignored: frozenset[str]) -> list[Event]:
+    """The newest ``per_room`` events of each room's window ``lower < stream_pos <= upper``, oldest
+    first: the windowed query of ``_load_timelines`` without a filter's conditions, written by hand
+    (on every sync with news, where the ORM compiled it for longer than PostgreSQL ran it). The
+    WHERE clause is ``_bounded``'s: rooms grouped by ``lower``, differing ``upper``s as a CASE."""
+    by_lower: dict[int | None, dict[str, int]] = defaultdict(dict)
+    for room_id, lower, upper in windows:
+        by_lower[lower][room_id] = upper
+    parts, params = [], []
+    for lower, uppers in by_lower.items():
+        rooms = sorted(uppers)
+        clause = f"room_id IN ({', '.join(['%s'] * len(rooms))})"
+        params += rooms
+        if lower is not None:
+            clause += " AND stream_pos > %s"
+            params.append(lower)
+        if len(set(uppers.values())) == 1:
+            clause += " AND stream_pos <= %s"
+            params.append(next(iter(uppers.values())))
+        else:
+            clause += f" AND stream_pos <= CASE room_id{' WHEN %s THEN %s' * len(rooms)} END"
+            for room_id in rooms:
+                params += [room_id, uppers[room_id]]
+        parts.append(f"({clause})")
+    where = " OR ".join(parts)
+    if ignored:
+        senders = sorted(ignored)
+        where = f"({where}) AND NOT (sender IN ({', '.join(['%s'] * len(senders))}) AND state_key IS NULL)"
+        params += senders
+    names, qualified = columns(Event)
+    quote = connection.ops.quote_name
+    plain = ", ".join(quote(Event._meta.get_field(name).column) for name in names)
+    sql = (
+        f"SELECT {plain} FROM (SELECT {qualified}, ROW_NUMBER() OVER (PARTITION BY room_id "
+        f"ORDER BY stream_pos DESC) AS rn FROM {Event._meta.db_table} WHERE {where}) w "
+        f"WHERE rn <= %s ORDER BY stream_pos"
+    )
+    return [instance(Event, row)[0] for row in fetch_all(sql, [*params, per_room])]
+
+
+def _json(value: Any) -> Any:
+    """A JSON column read by hand: text on SQLite, decoded already by psycopg."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _allows(event_filter: RoomEventFilter, event: Event) -> bool:

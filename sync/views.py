@@ -17,6 +17,7 @@ from rest_framework.response import Response
 
 from accounts.authentication import authenticate_request
 from ephemeral.actions import expire_typing
+from events.stream import current_stream_position
 from matrixsrv.errors import Forbidden, InvalidParam, MatrixError, NotFound, UnsupportedMethod
 from matrixsrv.exception_handler import matrix_error_response
 from matrixsrv.http import json_object
@@ -32,6 +33,7 @@ from sync.selectors import (
     find_filter_definition,
     load_filter,
 )
+from sync import quiet
 from sync.tokens import StreamToken
 from sync.waiter import get_notifier
 
@@ -101,7 +103,11 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
         if set_presence is not None and set_presence not in PRESENCE_STATES:
             raise InvalidParam("'set_presence' must be online, offline or unavailable")
         user, device_pk = token.user, token.device_id
-        sync_filter = await run_db(load_filter, user, params.get("filter"))
+        raw_filter = params.get("filter")
+        if not raw_filter or raw_filter.lstrip().startswith("{"):  # inline or none: no query, no thread
+            sync_filter = load_filter(user, raw_filter)
+        else:
+            sync_filter = await run_db(load_filter, user, raw_filter)
         if since is None or full_state or timeout_s <= 0:
             result = await run_db(build_sync_response, user=user, device_pk=device_pk, since=since,
                                   sync_filter=sync_filter, full_state=full_state)
@@ -113,14 +119,18 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
             await _announce_expired_typing(result)
             return JsonResponse(result.body)
         deadline = time.monotonic() + timeout_s
+        quiet_key = (token.token_hash, raw_filter or "")
         async with get_notifier().listen(user.pk) as waiter:  # subscribed before the first read
-            result = await run_db(build_sync_response, user=user, device_pk=device_pk, since=since,
-                                  sync_filter=sync_filter)
+            # The first read is skipped when nothing can have happened since ``since`` (sync/quiet.py).
+            result = await run_db(_quiet_result, quiet_key, since)
+            if result is None:
+                result = await _read(quiet_key, user=user, device_pk=device_pk, since=since,
+                                     sync_filter=sync_filter)
             if not await _record_presence(
                 user, set_presence or presence_rules.ONLINE, int(timeout_s * 1000), result, sync_filter
             ):
-                result = await run_db(build_sync_response, user=user, device_pk=device_pk, since=since,
-                                      sync_filter=sync_filter)
+                result = await _read(quiet_key, user=user, device_pk=device_pk, since=since,
+                                     sync_filter=sync_filter)
             notifier = get_notifier()
             while result.is_empty:
                 notifier.route(waiter, result.joined_room_ids)
@@ -139,14 +149,40 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
                         wait_s = min(remaining, max(0.0, until_expiry))
                     woken = await waiter.wait(after_pos=result.next_pos, timeout_s=wait_s)
                     if not woken and wait_s >= remaining:
+                        if result.body is None:  # the skipped read: the answer is read, never recalled
+                            result = await _read(quiet_key, user=user, device_pk=device_pk,
+                                                 since=result.next_pos, sync_filter=sync_filter)
                         break
                 # Woken: read again from where the empty answer ended (nothing relevant before it).
-                result = await run_db(build_sync_response, user=user, device_pk=device_pk,
-                                      since=result.next_pos, sync_filter=sync_filter)
+                result = await _read(quiet_key, user=user, device_pk=device_pk, since=result.next_pos,
+                                     sync_filter=sync_filter)
             await _announce_expired_typing(result)
         return JsonResponse(result.body)
     except MatrixError as err:
         return matrix_error_response(err)
+
+
+def _quiet_result(key: tuple[str, str], since: int) -> SyncResult | None:
+    """The empty result of the read this long-poll may skip (sync/quiet.py): the stream head is still
+    at ``since`` (one query) and a read there is remembered. Its ``body`` is None: never an answer."""
+    read = quiet.recall(key, since=since, now_ms=now_ms())
+    if read is None or current_stream_position() != since:
+        return None
+    return SyncResult(
+        body=None, next_pos=since, is_empty=True, joined_room_ids=read.joined_room_ids,
+        next_expiry_ms=read.next_expiry_ms, own_presence=read.own_presence,
+    )
+
+
+async def _read(key: tuple[str, str], **kwargs: Any) -> SyncResult:
+    """``build_sync_response`` for a long-poll, remembered for the next one (sync/quiet.py)."""
+    result = await run_db(build_sync_response, **kwargs)
+    if not result.expired_typing_rooms and not result.overdue_presence:
+        quiet.remember(key, quiet.QuietRead(
+            pos=result.next_pos, joined_room_ids=result.joined_room_ids,
+            next_expiry_ms=result.next_expiry_ms, own_presence=result.own_presence,
+        ))
+    return result
 
 
 async def _announce_expired_typing(result: SyncResult) -> None:

@@ -105,6 +105,7 @@ class ReadCounter:
 
     def __init__(self) -> None:
         self.done = 0
+        self.skipped = 0  # first reads a long-poll skipped (sync/quiet.py): it parked without one
         self._lock = threading.Lock()
 
     def wrap(self, fn: Callable[..., T]) -> Callable[..., T]:
@@ -117,14 +118,25 @@ class ReadCounter:
 
         return counted
 
+    def wrap_skip(self, fn: Callable[..., T]) -> Callable[..., T]:
+        def counted(*args: Any, **kwargs: Any) -> T:
+            result = fn(*args, **kwargs)
+            if result is not None:
+                with self._lock:
+                    self.skipped += 1
+            return result
+
+        return counted
+
     def reset(self) -> None:
         with self._lock:
-            self.done = 0
+            self.done = self.skipped = 0
 
     async def until(self, n: int, timeout_s: float = 5.0) -> None:
+        """Until ``n`` reads are over, counting a skipped first read as one (the long-poll waits)."""
         deadline = time.monotonic() + timeout_s
-        while self.done < n:
-            assert time.monotonic() < deadline, f"only {self.done} of {n} reads done"
+        while self.done + self.skipped < n:
+            assert time.monotonic() < deadline, f"only {self.done} (+{self.skipped} skipped) of {n} reads done"
             await asyncio.sleep(0.005)
 
 
@@ -132,6 +144,7 @@ class ReadCounter:
 def reads(monkeypatch: pytest.MonkeyPatch) -> ReadCounter:
     counter = ReadCounter()
     monkeypatch.setattr(sync_views, "build_sync_response", counter.wrap(sync_views.build_sync_response))
+    monkeypatch.setattr(sync_views, "_quiet_result", counter.wrap_skip(sync_views._quiet_result))
     return counter
 
 
@@ -266,8 +279,13 @@ def test_no_waiter_is_left_registered_after_a_request_ends_or_is_cancelled(
         await async_sync(bob, since=since, timeout=50)
         after_timeout = notifier.waiting
         pending = asyncio.create_task(async_sync(bob, since=since, timeout=10_000))
-        await reads.until(2)  # registered before that read, and now waiting
+        # The same position again: its first read is skipped (sync/quiet.py): it parks at once.
+        deadline = time.monotonic() + 5.0
+        while notifier.waiting < 1:
+            assert time.monotonic() < deadline, "the second long-poll never parked"
+            await asyncio.sleep(0.005)
         during = notifier.waiting
+        assert reads.done == 1  # the first long-poll read; the second parked without reading
         pending.cancel()  # what ASGI does when the client goes away
         with pytest.raises(asyncio.CancelledError):
             await pending
@@ -278,6 +296,62 @@ def test_no_waiter_is_left_registered_after_a_request_ends_or_is_cancelled(
     # The loop is gone: its notifier left the wake-up group (no queue keeps filling for it).
     assert notifier.channel is not None
     assert notifier.channel not in get_channel_layer().groups.get(WAKEUP_GROUP, {})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_poll_from_an_unchanged_position_parks_without_a_read_and_answers_from_one(
+    db_mode: str, reads: ReadCounter, matrix: MatrixClient, bob: TestUser, pair: tuple[str, str]
+) -> None:
+    """sync/quiet.py: the next long-poll from the position a read ended at, with the stream head
+    still there, skips its first read, but its answer at the timeout is read: the one-time key count
+    changed meanwhile (uploading keys takes no position) and the answer has the new count."""
+    _, since = pair
+
+    async def scenario() -> tuple[dict[str, Any], int, float, dict[str, Any], int]:
+        reads.reset()
+        _, first = await async_sync(bob, since=since, timeout=50)
+        after_first = reads.done
+        await in_thread(
+            lambda: matrix.post("keys/upload", {"one_time_keys": {"signed_curve25519:AAAA": {"key": "k"}}},
+                                token=bob)
+        )
+        elapsed, second = await async_sync(bob, since=first["next_batch"], timeout=300)
+        return first, after_first, elapsed, second, reads.done
+
+    first, after_first, elapsed, second, total = run(scenario)
+    assert after_first == 1
+    assert total == 2  # the second long-poll read only once: at its timeout, for its answer
+    assert 0.28 <= elapsed < SLOW
+    assert first["device_one_time_keys_count"].get("signed_curve25519", 0) == 0
+    assert second["device_one_time_keys_count"]["signed_curve25519"] == 1
+    assert second["next_batch"] == first["next_batch"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_skipped_read_still_wakes_for_news_and_for_a_moved_head(
+    db_mode: str, reads: ReadCounter, matrix: MatrixClient, alice: TestUser, bob: TestUser,
+    pair: tuple[str, str],
+) -> None:
+    """A long-poll parked without a read is woken by a message (its rooms were remembered); and a
+    long-poll from a remembered position that the head has moved past reads at once."""
+    room_id, since = pair
+
+    async def scenario() -> tuple[float, dict[str, Any], float, dict[str, Any]]:
+        _, first = await async_sync(bob, since=since, timeout=50)
+        reads.reset()
+        started = time.monotonic()
+        pending = asyncio.create_task(async_sync(bob, since=first["next_batch"], timeout=10_000))
+        await sleep_until(started, 0.3)
+        assert not pending.done() and reads.done == 0  # parked without reading
+        await in_thread(matrix.send_text, alice, room_id, "ping")
+        woken_after, woken = await asyncio.wait_for(pending, 5)
+        # The head moved past ``first``'s position: from there, the message is read at once.
+        again_after, again = await async_sync(bob, since=first["next_batch"], timeout=10_000)
+        return woken_after, woken, again_after, again
+
+    woken_after, woken, again_after, again = run(scenario)
+    assert woken_after < SLOW and timeline_bodies(woken, room_id) == ["ping"]
+    assert again_after < SLOW and timeline_bodies(again, room_id) == ["ping"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -201,3 +201,28 @@ def test_typing_expiry_reaches_a_waiting_long_poll_without_any_request(
     elapsed, body = run(scenario)
     assert elapsed < SLOW  # returned at the expiry (~0.3 s), not at the 10 s timeout
     assert typing_events(body, room) == [[]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_typing_expiry_wakes_a_long_poll_that_skipped_its_read(
+    db_mode: str,
+    matrix: MatrixClient,
+    alice: TestUser,
+    bob: TestUser,
+) -> None:
+    """sync/quiet.py: the second long-poll from an unchanged position parks without reading, on the
+    expiry the first one's read reported; the typing notice still ends on time."""
+    room = joined_room_with(matrix, alice, bob)
+    set_typing(matrix, alice, room, timeout=1_000)
+    seen = sync(matrix, bob)
+    assert typing_events(seen, room) == [[alice.user_id]]
+
+    async def scenario() -> tuple[dict[str, Any], float, dict[str, Any]]:
+        _, first = await async_sync(bob, since=seen["next_batch"], timeout=50)
+        elapsed, body = await async_sync(bob, since=first["next_batch"], timeout=10_000)
+        return first, elapsed, body
+
+    first, elapsed, body = run(scenario)
+    assert typing_events(first, room) == []  # nothing new yet: an empty answer at its timeout
+    assert elapsed < SLOW  # returned at the expiry (~1 s after it was set), not at the 10 s timeout
+    assert typing_events(body, room) == [[]]

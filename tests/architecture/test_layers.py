@@ -89,6 +89,7 @@ LAYERS: list[tuple[str, int]] = [
     ("*/management/commands/*.py", 4),
     ("*/templatetags/*.py", 4),
     ("sync/waiter.py", 4),
+    ("sync/quiet.py", 4),  # what the last long-poll read found, per worker: lets the next one skip it
     ("accounts/authentication.py", 4),
     ("accounts/throttles.py", 4),
     ("accounts/fallback.py", 4),
