@@ -8,6 +8,7 @@ get ordinary model objects. Writes stay in the ORM, but for the one write path's
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from functools import cache
 from typing import Any, TypeVar
@@ -49,6 +50,11 @@ def instance(model: type[M], row: Sequence[Any], start: int = 0) -> tuple[M, int
             value = converter(value, col, connection)
         values.append(value)
     return model.from_db(connection.alias, list(names), values), end
+
+
+def json_value(value: Any) -> Any:
+    """A JSON column read by hand: text on SQLite (and from some drivers), decoded already by psycopg."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:

@@ -12,7 +12,6 @@ push cannot import it; the views call it, see push/views.py).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from events.power_levels import PowerLevels
 from events.room_versions import RoomVersion
 from events.stream import ALLOCATED_POSITION_SQL, next_stream_position
 from matrixsrv.errors import InvalidParam, MissingParam
-from matrixsrv.rawsql import fetch_all
+from matrixsrv.rawsql import fetch_all, json_value
 from push.models import PushAction, Pusher, PushRuleState
 from push.rules import (
     NOBODY,
@@ -306,7 +305,8 @@ def push_recipients_query(*, room_id: str, sender: str, invitee: str | None = No
 
 def push_recipients_from_rows(rows: Iterable[Sequence[Any]]) -> list[tuple[Any, ...]]:
     return [
-        (user_pk, mxid, membership, displayname, _json(overrides), _json(custom), _json(ignored))
+        (user_pk, mxid, membership, displayname, json_value(overrides), json_value(custom),
+         json_value(ignored))
         for user_pk, mxid, membership, displayname, overrides, custom, ignored in rows
     ]
 
@@ -447,10 +447,6 @@ def _recipients_sql() -> str:
         f"AND (m.membership = %s OR m.mxid = %s)"
     )
 
-
-def _json(value: Any) -> Any:
-    """A JSON column read by hand: text on SQLite (and from some drivers), decoded already elsewhere."""
-    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _invitee_row(mxid: str) -> list[tuple[Any, ...]]:

@@ -52,7 +52,6 @@ What a room gets (``_RoomPlan``), for a sync ``since`` S:
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -82,7 +81,7 @@ from events.pdu import Membership as M
 from events.stream import current_stream_position
 from events.timeline import RoomVisibility, event_filter_q, load_room_visibilities
 from matrixsrv.errors import NotFound
-from matrixsrv.rawsql import columns, fetch_all, instance
+from matrixsrv.rawsql import columns, fetch_all, instance, json_value
 from presence.rules import PresenceRecord
 from presence.selectors import load_sync_presence
 from push.selectors import NO_UNREAD, load_unread_counts
@@ -416,7 +415,7 @@ def _load_account_data(
     an initial sync) as events, global and by room, and whom the user ignores now (read whatever its
     position, so a change takes effect at once). Hand-written: on every sync."""
     rows = [
-        (room_id, type_, _json(content), pos)
+        (room_id, type_, json_value(content), pos)
         for room_id, type_, content, pos in fetch_all(
             _account_data_sql(), [user.pk, -1 if since is None else since, head, IGNORED_USER_LIST]
         )
@@ -626,10 +625,6 @@ def _timeline_rows(windows: list[tuple[str, int | None, int]], per_room: int, ig
     )
     return [instance(Event, row)[0] for row in fetch_all(sql, [*params, per_room])]
 
-
-def _json(value: Any) -> Any:
-    """A JSON column read by hand: text on SQLite, decoded already by psycopg."""
-    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _allows(event_filter: RoomEventFilter, event: Event) -> bool:
