@@ -149,11 +149,11 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
                         wait_s = min(remaining, max(0.0, until_expiry))
                     woken = await waiter.wait(after_pos=result.next_pos, timeout_s=wait_s)
                     if not woken and wait_s >= remaining:
-                        if result.body is None:  # the skipped read: the answer is read, never recalled
-                            result = await _read(quiet_key, user=user, device_pk=device_pk,
-                                                 since=result.next_pos, sync_filter=sync_filter)
                         break
                 # Woken: read again from where the empty answer ended (nothing relevant before it).
+                result = await _read(quiet_key, user=user, device_pk=device_pk, since=result.next_pos,
+                                     sync_filter=sync_filter)
+            if result.body is None:  # the first read was skipped and nothing woke us: read the answer
                 result = await _read(quiet_key, user=user, device_pk=device_pk, since=result.next_pos,
                                      sync_filter=sync_filter)
             await _announce_expired_typing(result)

@@ -328,6 +328,25 @@ def test_a_long_poll_from_an_unchanged_position_parks_without_a_read_and_answers
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_skipped_read_with_a_tiny_timeout_still_answers_from_a_read(
+    db_mode: str, reads: ReadCounter, bob: TestUser, pair: tuple[str, str]
+) -> None:
+    """A timeout that has run out before the wait even starts: the answer is still read."""
+    _, since = pair
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any], int, int]:
+        _, first = await async_sync(bob, since=since, timeout=50)
+        reads.reset()
+        _, second = await async_sync(bob, since=first["next_batch"], timeout=1)
+        return first, second, reads.done, reads.skipped
+
+    first, second, done, skipped = run(scenario)
+    assert (done, skipped) == (1, 1)
+    assert second["next_batch"] == first["next_batch"]
+    assert second["rooms"] == {"join": {}, "invite": {}, "leave": {}, "knock": {}}
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_skipped_read_still_wakes_for_news_and_for_a_moved_head(
     db_mode: str, reads: ReadCounter, matrix: MatrixClient, alice: TestUser, bob: TestUser,
     pair: tuple[str, str],
