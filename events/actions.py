@@ -180,9 +180,10 @@ def _persist(room: Room, version: RoomVersion, pdu: dict[str, Any], draft: Event
     )
     room_fields = ["last_event_id", "depth"]
     room.last_event_id, room.depth = event_id, pdu["depth"]
-    tail = _room_tip_statements(room, room_fields, then(event_id) if then is not None else [])
     batch = [allocate_statement(), _insert_event_statement(event)]
-    (pos,), (pk,) = (rows[0] for rows in run_batch(batch + tail if draft.state_key is None else batch)[:2])
+    if draft.state_key is None:  # nothing else to write first: the room's tip and ``then`` go along
+        batch += _room_tip_statements(room, room_fields, then(event_id) if then is not None else [])
+    (pos,), (pk,) = (rows[0] for rows in run_batch(batch)[:2])
     event.pk, event.stream_pos, room.last_stream_pos = pk, pos, pos
     event._state.adding, event._state.db = False, connection.alias
     recipients = set(notify_extra)
