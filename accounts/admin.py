@@ -223,14 +223,21 @@ class UserAdmin(admin.ModelAdmin):
 
     # -- actions --
 
-    @admin.action(description="Deactivate selected users", permissions=["change"])
-    def deactivate_users(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
+    def _active_others(self, request: HttpRequest, queryset: QuerySet[User], about_self: str) -> list[User]:
+        """The selected active users but the admin acting (warned with ``about_self``); warns when
+        that leaves nobody."""
         users = list(queryset.filter(is_active=True))
         if any(u.pk == request.user.pk for u in users):
-            self.message_user(request, "You cannot deactivate yourself here; skipped.", messages.WARNING)
+            self.message_user(request, about_self, messages.WARNING)
             users = [u for u in users if u.pk != request.user.pk]
         if not users:
             self.message_user(request, "No active user selected.", messages.WARNING)
+        return users
+
+    @admin.action(description="Deactivate selected users", permissions=["change"])
+    def deactivate_users(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
+        users = self._active_others(request, queryset, "You cannot deactivate yourself here; skipped.")
+        if not users:
             return None
         if request.POST.get("post") != "yes":
             return TemplateResponse(
@@ -440,12 +447,8 @@ class UserAdmin(admin.ModelAdmin):
 
     @admin.action(description="Ban selected users from the server", permissions=["change"])
     def server_ban_users(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
-        users = list(queryset.filter(is_active=True))
-        if any(u.pk == request.user.pk for u in users):
-            self.message_user(request, "You cannot ban yourself; skipped.", messages.WARNING)
-            users = [u for u in users if u.pk != request.user.pk]
+        users = self._active_others(request, queryset, "You cannot ban yourself; skipped.")
         if not users:
-            self.message_user(request, "No active user selected.", messages.WARNING)
             return None
         form = ModerationReasonForm(request.POST if request.POST.get("confirm") == "yes" else None)
         if not form.is_valid():
