@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 from django.db import connection
 
 from ephemeral.models import Receipt, Typing
 from events.pdu import Membership as M
-from matrixsrv.rawsql import fetch_all
+from matrixsrv.rawsql import Read
 from rooms.models import Membership
 
 TYPING = "m.typing"
@@ -47,24 +47,25 @@ class RoomEphemeral:
     expired_rooms: frozenset[str] = frozenset()
 
 
-def load_room_ephemeral(
+def room_ephemeral_read(
     *,
-    user_pk: int,
+    user_mxid: str,
     room_ids: list[str],
     since: int | None,
     head: int,
     now_ms: int,
     ignored: frozenset[str] = frozenset(),
-) -> RoomEphemeral:
+) -> Read[RoomEphemeral]:
     """``m.typing`` for the rooms whose typing set changed in ``(since, head]`` (initial sync: where
     someone is typing), with the whole current set; ``m.receipt`` with the receipts changed in
     ``(since, head]`` (initial sync: all of them, each being the user's latest). Private receipts go to
     their owner only; ignored users' typing and receipts are not sent. Only joined members are shown
-    typing; a room whose typer left (unannounced) counts as changed (see the module docstring)."""
-    result = RoomEphemeral()
+    typing; a room whose typer left (unannounced) counts as changed (see the module docstring).
+    A ``Read`` (matrixsrv/rawsql.py): /sync batches it with the other reads of a wake-up. Its
+    statement does not name the user (others' private receipts are read and left out here), so the
+    long-polls one message wakes, in the same rooms from the same ``since``, share it."""
     if not room_ids:
-        return result
-    events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        return Read("", (), lambda rows: RoomEphemeral())
 
     # One query (UNION ALL): every typing row that may matter (active, or changed after ``since``)
     # and the receipts to send. Columns: kind, room, user, expiry | ts, position, type, thread, event,
@@ -75,11 +76,26 @@ def load_room_ephemeral(
     params: list[Any] = [M.JOIN, *room_ids]
     if since is not None:
         params.append(since)
-    params += [*room_ids, head, READ_PRIVATE, user_pk]
+    params += [*room_ids, head]
     if since is not None:
         params.append(since)
-    rows = fetch_all(sql, params)
+    return Read(
+        sql, params,
+        partial(_parse_ephemeral, user_mxid=user_mxid, since=since, head=head, now_ms=now_ms, ignored=ignored),
+    )
 
+
+def _parse_ephemeral(
+    rows: list[tuple[Any, ...]],
+    *,
+    user_mxid: str,
+    since: int | None,
+    head: int,
+    now_ms: int,
+    ignored: frozenset[str],
+) -> RoomEphemeral:
+    result = RoomEphemeral()
+    events: dict[str, list[dict[str, Any]]] = defaultdict(list)
     typing_now: dict[str, list[str]] = defaultdict(list)
     changed: set[str] = set()
     expired: set[str] = set()
@@ -101,7 +117,7 @@ def load_room_ephemeral(
                     typing_now[room_id].append(mxid)
             elif number > 0:
                 expired.add(room_id)
-        elif mxid not in ignored:
+        elif mxid not in ignored and (receipt_type != READ_PRIVATE or mxid == user_mxid):
             data: dict[str, Any] = {"ts": number}
             if thread_id:
                 data["thread_id"] = thread_id
@@ -122,7 +138,7 @@ def load_room_ephemeral(
 def _ephemeral_sql(initial: bool) -> tuple[str, str]:
     """The two halves of ``load_room_ephemeral``'s UNION ALL, each with a ``{rooms}`` slot for the
     ``IN`` placeholders. Parameters, in order: ``join``, the room IDs, ``since`` (incremental only);
-    the room IDs, ``head``, ``m.read.private``, the user's pk, ``since`` (incremental only).
+    the room IDs, ``head``, ``since`` (incremental only).
     Built once per shape from the models' metadata."""
     quote = connection.ops.quote_name
     typing, receipt, member = (quote(model._meta.db_table) for model in (Typing, Receipt, Membership))
@@ -132,7 +148,7 @@ def _ephemeral_sql(initial: bool) -> tuple[str, str]:
 
     t_room, t_mxid = col(Typing, "room"), col(Typing, "mxid")
     t_exp, t_pos = col(Typing, "expires_at_ms"), col(Typing, "stream_pos")
-    r_room, r_pos, r_user = col(Receipt, "room"), col(Receipt, "stream_pos"), col(Receipt, "user")
+    r_room, r_pos = col(Receipt, "room"), col(Receipt, "stream_pos")
     r_type = col(Receipt, "receipt_type")
     m_room, m_mxid = col(Membership, "room"), col(Membership, "mxid")
     m_membership = col(Membership, "membership")
@@ -148,7 +164,7 @@ def _ephemeral_sql(initial: bool) -> tuple[str, str]:
     receipt_sql = (
         f"SELECT {_RECEIPT_ROW}, r.{r_room}, r.{col(Receipt, 'mxid')}, r.{col(Receipt, 'ts')}, r.{r_pos}, "
         f"r.{r_type}, r.{col(Receipt, 'thread_id')}, r.{col(Receipt, 'event_id')}, 1 = 1 "
-        f"FROM {receipt} r WHERE r.{r_room} IN ({{rooms}}) AND r.{r_pos} <= %s "
-        f"AND (r.{r_type} <> %s OR r.{r_user} = %s)" + ("" if initial else f" AND r.{r_pos} > %s")
+        f"FROM {receipt} r WHERE r.{r_room} IN ({{rooms}}) AND r.{r_pos} <= %s"
+        + ("" if initial else f" AND r.{r_pos} > %s")
     )
     return typing_sql, receipt_sql

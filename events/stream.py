@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import connection
 
-_TABLE = "events_streamhead"
+STREAM_HEAD_TABLE = _TABLE = "events_streamhead"  # one row (id 1): the newest committed position
 
 
 # An upsert, so that a database without the head row (the migration makes it; a flushed test database

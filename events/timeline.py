@@ -28,9 +28,9 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import reduce
+from functools import partial, reduce
 from operator import or_
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.db.models import Q
 
@@ -41,7 +41,7 @@ from events.selectors import state_at
 from events.stream import current_stream_position
 from events.visibility import effective_history_visibility, is_event_visible
 from matrixsrv.errors import Forbidden, NotFound
-from matrixsrv.rawsql import fetch_all
+from matrixsrv.rawsql import InMerge, Read, marks, run_read
 from rooms.models import Membership, Room
 from sync.filters import DEFAULT_ROOM_EVENT_FILTER, RoomEventFilter, split_type_patterns
 
@@ -153,18 +153,37 @@ class RoomVisibility:
 
 def load_room_visibilities(user_mxid: str, room_ids: Iterable[str]) -> dict[str, RoomVisibility]:
     """The user's visibility context in each room: one query for any number of rooms (for /sync)."""
+    return run_read(room_visibilities_read(user_mxid, room_ids))
+
+
+def room_visibilities_read(user_mxid: str, room_ids: Iterable[str]) -> Read[dict[str, RoomVisibility]]:
+    """``load_room_visibilities`` as a ``Read`` (matrixsrv/rawsql.py), which /sync batches."""
     room_ids = list(dict.fromkeys(room_ids))
+    if not room_ids:
+        return Read("", (), lambda rows: {})
+    # Hand-written: on every sync with news (matrixsrv/rawsql.py); the (room, type, state_key,
+    # stream_pos) index serves it. Merged: the users with the same rooms (one message's wake-ups).
+    sql = (
+        f"SELECT {{key}}room_id, stream_pos, membership FROM {Event._meta.db_table} "
+        f"WHERE room_id IN ({marks(len(room_ids))}) AND type = %s AND state_key {{user}} ORDER BY stream_pos"
+    )
+    params = (*room_ids, EventTypes.MEMBER)
+    return Read(
+        sql.format(key="", user="= %s"),
+        [*params, user_mxid],
+        partial(_parse_visibilities, user_mxid, room_ids),
+        InMerge(sql.format(key="state_key, ", user="IN ({keys})"), before=params),
+        user_mxid,
+    )
+
+
+def _parse_visibilities(
+    user_mxid: str, room_ids: list[str], rows: list[tuple[Any, ...]]
+) -> dict[str, RoomVisibility]:
     found: dict[str, tuple[list[int], list[str | None]]] = {r: ([], []) for r in room_ids}
-    if room_ids:
-        sql = (  # hand-written: on every sync with news (matrixsrv/rawsql.py); the (room, type,
-            # state_key, stream_pos) index serves it
-            f"SELECT room_id, stream_pos, membership FROM {Event._meta.db_table} "
-            f"WHERE room_id IN ({', '.join(['%s'] * len(room_ids))}) AND type = %s AND state_key = %s "
-            f"ORDER BY stream_pos"
-        )
-        for room_id, pos, membership in fetch_all(sql, [*room_ids, EventTypes.MEMBER, user_mxid]):
-            found[room_id][0].append(pos)
-            found[room_id][1].append(membership)
+    for room_id, pos, membership in rows:
+        found[room_id][0].append(pos)
+        found[room_id][1].append(membership)
     return {
         room_id: RoomVisibility(
             room_id,

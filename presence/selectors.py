@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -10,7 +11,7 @@ from django.db import connection
 
 from accounts.models import User
 from matrixsrv.errors import Forbidden, NotFound
-from matrixsrv.rawsql import fetch_all, fetch_one
+from matrixsrv.rawsql import InMerge, Read, fetch_all, fetch_one
 from presence import rules
 from presence.models import Presence
 from rooms.models import Membership
@@ -36,7 +37,7 @@ class SyncPresence:
     overdue: frozenset[int] = frozenset()
 
 
-def load_sync_presence(
+def sync_presence_reads(
     *,
     user_pk: int,
     joined_room_ids: list[str],
@@ -45,7 +46,7 @@ def load_sync_presence(
     head: int,
     now_ms: int,
     presence_filter: EventFilter,
-) -> SyncPresence:
+) -> tuple[list[Read[list[tuple[Any, ...]]]], Callable[[list[list[tuple[Any, ...]]]], SyncPresence]]:
     """``m.presence`` events for the sync's top-level ``presence`` section: the user's own presence and
     that of everyone sharing a joined room with them, when it changed in ``(since, head]`` (initial
     sync: every such user with a presence row), or when they came to share a room after ``since``
@@ -54,25 +55,47 @@ def load_sync_presence(
     ``now_ms``, so ``last_active_ago`` is current (the spec: "must be up to date whenever the server
     gives a presence event").
 
-    One query (UNION ALL): the rows, and the earliest future ``due_ms`` among the room-mates;
-    hand-written (``_sync_sql``), as it runs on every /sync and the ORM's compilation cost more than it.
+    Two reads (matrixsrv/rawsql.py), and what makes the answer of their rows: the user's own row, and
+    (with rooms) the room-mates' rows with the earliest future ``due_ms`` among them (a UNION ALL).
+    Hand-written (``_mates_sql``), as it runs on every /sync and the ORM's compilation cost more than
+    it. The room-mates' statement does not name the user: the long-polls one message wakes (same
+    rooms, same ``since``) share it, and their own rows are one merged statement.
     """
-    result = SyncPresence()
     rooms = sorted(joined_room_ids)
     new_rooms = sorted(new_room_ids) if since is not None else []
-    sql = _sync_sql(initial=since is None, any_rooms=bool(rooms), any_new_rooms=bool(new_rooms)).format(
-        rooms=_marks(len(rooms)), new_rooms=_marks(len(new_rooms))
-    )
-    params: list[Any] = [user_pk]
+    reads: list[Read[list[tuple[Any, ...]]]] = [
+        Read(_own_sql().format(key="", user="= %s"), [user_pk], list,
+             InMerge(_own_sql().format(key="p.user_id, ", user="IN ({keys})")), user_pk)
+    ]
     if rooms:
-        params += rooms
-        params += [head] if since is None else [since, head]
-        params.append(now_ms)
+        params: list[Any] = [*rooms, *([head] if since is None else [since, head]), now_ms]
         if since is not None:
             params += [*rooms, since, *new_rooms]
         params += [now_ms, *rooms]
-    rows = fetch_all(sql, params)
+        sql = _mates_sql(initial=since is None, any_new_rooms=bool(new_rooms)).format(
+            rooms=_marks(len(rooms)), new_rooms=_marks(len(new_rooms))
+        )
+        reads.append(Read(sql, params, list))
 
+    def combine(found: list[list[tuple[Any, ...]]]) -> SyncPresence:
+        rows = found[0] + [row for part in found[1:] for row in part if row[1] != user_pk]
+        return _parse_sync_presence(
+            rows, user_pk=user_pk, since=since, head=head, now_ms=now_ms, presence_filter=presence_filter
+        )
+
+    return reads, combine
+
+
+def _parse_sync_presence(
+    rows: list[tuple[Any, ...]],
+    *,
+    user_pk: int,
+    since: int | None,
+    head: int,
+    now_ms: int,
+    presence_filter: EventFilter,
+) -> SyncPresence:
+    result = SyncPresence()
     allows_presence = presence_filter.matches_type(rules.PRESENCE)
     changed: list[tuple[int, dict[str, Any]]] = []
     overdue: set[int] = set()
@@ -129,7 +152,7 @@ def _names() -> dict[str, str]:
 
 
 @cache
-def _mates_sql() -> str:
+def _members_sql() -> str:
     """The user pks joined to any of the rooms ``{rooms}`` (their placeholders, filled per call)."""
     n = _names()
     return (
@@ -138,22 +161,30 @@ def _mates_sql() -> str:
     )
 
 
-@cache
-def _sync_sql(*, initial: bool, any_rooms: bool, any_new_rooms: bool) -> str:
-    """``load_sync_presence``'s statement for one shape, with ``{rooms}`` and ``{new_rooms}`` left
-    for the ``IN`` placeholders. Params: the user; then, with rooms: the rooms, ``head`` (incremental:
-    ``since``, ``head``), ``now``; incremental: the rooms, ``since``, the new rooms; ``now``, the rooms.
-    """
+def _columns() -> str:
     n = _names()
-    cols = ", ".join(
+    return ", ".join(
         f"p.{n['p_' + c]}"
         for c in ("user_id", "mxid", "requested", "status_msg", "last_active_ms", "online_until_ms",
                   "due_ms", "stream_pos")
     )
-    own = f"SELECT {_ROW}, {cols} FROM {n['presence']} p WHERE p.{n['p_user_id']} = %s"
-    if not any_rooms:
-        return own
-    pos, due, mates = f"p.{n['p_stream_pos']}", f"p.{n['p_due_ms']}", _mates_sql()
+
+
+@cache
+def _own_sql() -> str:
+    """The user's own presence row, ``{user}`` its condition and ``{key}`` a leading column (merged)."""
+    n = _names()
+    return f"SELECT {{key}}{_ROW}, {_columns()} FROM {n['presence']} p WHERE p.{n['p_user_id']} {{user}}"
+
+
+@cache
+def _mates_sql(*, initial: bool, any_new_rooms: bool) -> str:
+    """The room-mates' presence rows to send and their earliest future change, for one shape, with
+    ``{rooms}`` and ``{new_rooms}`` left for the ``IN`` placeholders. Params: the rooms, ``head``
+    (incremental: ``since``, ``head``), ``now``; incremental: the rooms, ``since``, the new rooms;
+    ``now``, the rooms."""
+    n = _names()
+    pos, due, mates = f"p.{n['p_stream_pos']}", f"p.{n['p_due_ms']}", _members_sql()
     window = f"{pos} <= %s" if initial else f"({pos} > %s AND {pos} <= %s)"
     wanted = f"{window} OR {due} <= %s"
     if not initial:
@@ -161,7 +192,7 @@ def _sync_sql(*, initial: bool, any_rooms: bool, any_new_rooms: bool) -> str:
         if any_new_rooms:
             newcomers = f"({newcomers} OR m.{n['m_room_id']} IN ({{new_rooms}}))"
         wanted += f" OR p.{n['p_user_id']} IN ({mates} AND {newcomers})"
-    rows = f"{own} OR (p.{n['p_user_id']} IN ({mates}) AND ({wanted}))"
+    rows = f"SELECT {_ROW}, {_columns()} FROM {n['presence']} p WHERE p.{n['p_user_id']} IN ({mates}) AND ({wanted})"
     next_due = (
         f"SELECT {_NEXT_DUE}, 0, '', '', NULL, 0, 0, MIN({due}), 0 FROM {n['presence']} p "
         f"WHERE {due} > %s AND p.{n['p_user_id']} IN ({mates})"

@@ -15,7 +15,7 @@ from accounts.models import User
 from ephemeral.models import Receipt
 from events.models import Event
 from matrixsrv.errors import InvalidParam
-from matrixsrv.rawsql import fetch_all
+from matrixsrv.rawsql import InMerge, Read, marks
 from push.models import PushAction, Pusher, PushRuleState
 from push.rules import merge_ruleset
 from rooms.models import Membership
@@ -111,7 +111,7 @@ def _counts(notifications: int, highlights: int) -> dict[str, int]:
 NO_UNREAD = UnreadCounts({})
 
 
-def load_unread_counts(*, user_pk: int, room_ids: list[str], head: int) -> dict[str, UnreadCounts]:
+def unread_counts_read(*, user_pk: int, room_ids: list[str], head: int) -> Read[dict[str, UnreadCounts]]:
     """The unread notification counts of the user's joined rooms ``room_ids``, in one grouped query.
 
     A notification is unread when its position is after the read receipts covering its thread
@@ -119,12 +119,24 @@ def load_unread_counts(*, user_pk: int, room_ids: list[str], head: int) -> dict[
     user (re)joined (an invite's, an earlier stay's) never count. Rows above ``head`` belong to the
     next sync (a count never runs ahead of the timeline it comes with); receipts are read as they
     are now, since a receipt row only moves forward. Hand-written (``_unread_sql``): it runs on most
-    /syncs, and the ORM's compilation cost more than the query.
+    /syncs, and the ORM's compilation cost more than the query. A ``Read`` (matrixsrv/rawsql.py):
+    /sync batches it with the other reads of a wake-up.
     """
     if not room_ids:
-        return {}
-    sql = _unread_sql().format(rooms=", ".join(["%s"] * len(room_ids)))
-    rows = fetch_all(sql, [user_pk, user_pk, *room_ids, head, *READ_RECEIPT_TYPES])
+        return Read("", (), lambda rows: {})
+    rooms = marks(len(room_ids))
+    return Read(
+        _unread_sql().format(rooms=rooms, user="= %s"),
+        [user_pk, *room_ids, head, *READ_RECEIPT_TYPES],
+        _parse_unread_counts,
+        # users with the same rooms: one statement (the long-polls one message wakes)
+        InMerge(_unread_sql(merged=True).format(rooms=rooms, user="IN ({keys})"),
+                after=(*room_ids, head, *READ_RECEIPT_TYPES)),
+        user_pk,
+    )
+
+
+def _parse_unread_counts(rows: list[tuple[Any, ...]]) -> dict[str, UnreadCounts]:
     by_room: dict[str, dict[str, tuple[int, int]]] = {}
     for room_id, thread_id, notifications, highlights in rows:
         by_room.setdefault(room_id, {})[thread_id] = (notifications, highlights)
@@ -132,9 +144,10 @@ def load_unread_counts(*, user_pk: int, room_ids: list[str], head: int) -> dict[
 
 
 @cache
-def _unread_sql() -> str:
-    """``load_unread_counts``' statement, ``{rooms}`` left for the rooms' placeholders. Params: the
-    user (the membership join), the user, the rooms, ``head``, the read receipt types. The correlated
+def _unread_sql(merged: bool = False) -> str:
+    """``unread_counts_read``'s statement, ``{rooms}`` left for the rooms' placeholders and ``{user}``
+    for the user's condition. Params: the user, the rooms, ``head``, the read receipt types.
+    ``merged``: each row led by its user (several users: ``{user}`` is an ``IN``). The correlated
     subquery is ``_read_upto``'s; the join on the membership row gives the user's current one."""
     quote = connection.ops.quote_name
 
@@ -150,14 +163,15 @@ def _unread_sql() -> str:
         f"AND r.{r['receipt_type']} IN ({', '.join(['%s'] * len(READ_RECEIPT_TYPES))}) "
         f"AND (r.{r['thread_id']} = '' OR r.{r['thread_id']} = a.{a['thread_id']})), 0)"
     )
+    user = f"a.{a['user_id']}, " if merged else ""
     return (
-        f"SELECT a.{a['room_id']}, a.{a['thread_id']}, COUNT(*), "
+        f"SELECT {user}a.{a['room_id']}, a.{a['thread_id']}, COUNT(*), "
         f"COUNT(CASE WHEN a.{a['highlight']} THEN 1 END) "
         f"FROM {t_action} a INNER JOIN {t_member} m "
-        f"ON m.{m['room_id']} = a.{a['room_id']} AND m.{m['user_id']} = %s "
-        f"WHERE a.{a['user_id']} = %s AND a.{a['room_id']} IN ({{rooms}}) AND a.{a['stream_pos']} <= %s "
+        f"ON m.{m['room_id']} = a.{a['room_id']} AND m.{m['user_id']} = a.{a['user_id']} "
+        f"WHERE a.{a['user_id']} {{user}} AND a.{a['room_id']} IN ({{rooms}}) AND a.{a['stream_pos']} <= %s "
         f"AND a.{a['stream_pos']} > m.{m['stream_pos']} AND a.{a['stream_pos']} > {read_upto} "
-        f"GROUP BY a.{a['room_id']}, a.{a['thread_id']}"
+        f"GROUP BY {user}a.{a['room_id']}, a.{a['thread_id']}"
     )
 
 

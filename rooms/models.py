@@ -71,6 +71,8 @@ class Membership(models.Model):
         indexes = [
             models.Index(fields=["user", "membership"], name="membership_user"),
             models.Index(fields=["room", "membership"], name="membership_room"),
+            # /sync's "did any membership change after since?" (sync.selectors._head_read)
+            models.Index(fields=["stream_pos"], name="membership_stream_pos"),
         ]
 
     def __str__(self) -> str:

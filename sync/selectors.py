@@ -34,6 +34,17 @@ A query whose input is empty is not made, so an empty incremental sync costs thr
 account data, memberships; four with the access token's), and one with a few new events per room
 five (six).
 
+Several syncs are answered together (``build_sync_responses``; the long-polls one message wakes,
+sync/batch.py): each request's builder (``_build``) is a generator that yields the reads it needs
+next, and the reads of every builder at one step go to the database as one batch (one round trip on
+PostgreSQL: head, then account data / E2EE / memberships, then visibility / ephemeral / presence,
+then timelines, then unread counts). Reads of one kind for several users become one statement
+(``rawsql.InMerge``), identical statements run once, and the statements that would name the user
+only to filter (room-mates' presence, receipts) don't, so the waiters of one room share them. Each
+answer is exactly what the request would get alone, at the batch's head (tests/api/test_sync_batch.py).
+The device-list part of the E2EE read, the costliest to plan, is left out when no membership and no
+device list changed after ``since`` (read with the head, ``_head``).
+
 What a room gets (``_RoomPlan``), for a sync ``since`` S:
 
 * joined, initial sync, or joined after S (not joined at S): the last ``limit`` events the user may
@@ -54,9 +65,9 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache, reduce
+from functools import cache, partial, reduce
 from operator import or_
 from typing import Any
 
@@ -71,20 +82,20 @@ from accounts.account_data_selectors import (
     ignored_users_in,
 )
 from accounts.models import AccountData, User
-from e2ee.models import ToDeviceMessage
-from e2ee.selectors import load_sync_e2ee
-from ephemeral.selectors import load_room_ephemeral
+from e2ee.models import DeviceListChange, ToDeviceMessage
+from e2ee.selectors import sync_e2ee_read
+from ephemeral.selectors import room_ephemeral_read
 from events.formatting import format_client_event
 from events.models import CurrentState, Event
 from events.pdu import EventTypes
 from events.pdu import Membership as M
-from events.stream import current_stream_position
-from events.timeline import RoomVisibility, event_filter_q, load_room_visibilities
+from events.stream import STREAM_HEAD_TABLE
+from events.timeline import RoomVisibility, event_filter_q, room_visibilities_read
 from matrixsrv.errors import NotFound
-from matrixsrv.rawsql import columns, fetch_all, instance, json_value
+from matrixsrv.rawsql import InMerge, Read, columns, fetch_one, instance, json_value, run_reads
 from presence.rules import PresenceRecord
-from presence.selectors import load_sync_presence
-from push.selectors import NO_UNREAD, load_unread_counts
+from presence.selectors import sync_presence_reads
+from push.selectors import NO_UNREAD, unread_counts_read
 from rooms.models import Membership, Room
 from sync.filters import Filter, RoomEventFilter, apply_event_fields, parse_filter, parse_filter_json
 from sync.models import Filter as StoredFilter
@@ -190,6 +201,17 @@ class _RoomPlan:
         return {e.sender for e in self.timeline}
 
 
+@dataclass(frozen=True)
+class SyncRequest:
+    """What one /sync asks for (its parameters, parsed)."""
+
+    user: User
+    device_pk: int | None
+    since: int | None
+    sync_filter: Filter
+    full_state: bool = False
+
+
 def build_sync_response(
     *,
     user: User,
@@ -198,23 +220,122 @@ def build_sync_response(
     sync_filter: Filter,
     full_state: bool = False,
 ) -> SyncResult:
-    head = current_stream_position()
+    result = build_sync_responses([SyncRequest(user, device_pk, since, sync_filter, full_state)])[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+# What a builder yields: the reads it needs next (run together, their results sent back in order).
+_Step = Generator[list[Read[Any]], list[Any], SyncResult]
+
+
+def build_sync_responses(requests: Sequence[SyncRequest]) -> list[SyncResult | BaseException]:
+    """The answers to several /syncs at one stream head, read together: each request's builder
+    (``_build``) yields the statements it needs next, and every builder's statements of a step go
+    to the database as one batch (``rawsql.run_reads``: one round trip on PostgreSQL). The long-polls
+    one event wakes are answered this way (sync/batch.py): four or five round trips for all of them,
+    instead of about ten per request. A request whose builder raises gets its exception, the others
+    their answers. The stream head is read once: every answer ends at the same position."""
+    head, last_change = _head()
+    now_ms = int(time.time() * 1000)  # one instant for the batch: statements that don't name a user match
+    results: list[SyncResult | BaseException | None] = [None] * len(requests)
+    waiting: dict[int, tuple[_Step, list[Read[Any]]]] = {}
+
+    def advance(i: int, step: _Step, sent: list[Any] | None) -> None:
+        try:
+            reads = step.send(sent) if sent is not None else next(step)
+        except StopIteration as stop:
+            results[i] = stop.value
+        except Exception as exc:  # this request's error (bad input, a vanished row): its answer alone
+            results[i] = exc
+        else:
+            waiting[i] = (step, reads)
+
+    for i, request in enumerate(requests):
+        advance(i, _build(request, head, last_change, now_ms), None)
+    while waiting:
+        steps = list(waiting.items())
+        waiting.clear()
+        found = iter(run_reads([read for _, (_, reads) in steps for read in reads]))
+        for i, (step, reads) in steps:
+            advance(i, step, [next(found) for _ in reads])
+    return results  # type: ignore[return-value]
+
+
+@cache
+def _head_sql() -> str:
+    quote = connection.ops.quote_name
+    member, keys = quote(Membership._meta.db_table), quote(DeviceListChange._meta.db_table)
+    return (
+        f"SELECT h.pos, (SELECT MAX(m.stream_pos) FROM {member} m WHERE m.stream_pos <= h.pos), "
+        f"(SELECT MAX(d.stream_pos) FROM {keys} d WHERE d.stream_pos <= h.pos) "
+        f"FROM {STREAM_HEAD_TABLE} h WHERE h.id = 1"
+    )
+
+
+def _head() -> tuple[int, int]:
+    """The stream head (``events.stream.current_stream_position``) and, in the same statement (one
+    snapshot), the newest position at or below it of a membership change or a device-list change:
+    a sync from a ``since`` at or past it has no ``device_lists`` to report (``sync_e2ee_read``)."""
+    row = fetch_one(_head_sql(), ())
+    if row is None:
+        return 0, 0
+    return int(row[0]), max(int(row[1] or 0), int(row[2] or 0))
+
+
+def _build(request: SyncRequest, head: int, last_change: int, now_ms: int) -> _Step:
+    """One request's answer at ``head``; a generator that yields the reads it needs next."""
+    user, device_pk, since = request.user, request.device_pk, request.since
+    sync_filter, full_state = request.sync_filter, request.full_state
     if since is not None and since > head:
         since = head  # a token from the future (e.g. a restored database) is clamped, as Synapse does
-    now_ms = int(time.time() * 1000)
     room_filter = sync_filter.room
     timeline_filter = room_filter.timeline
     state_filter = room_filter.state
     limit = timeline_filter.limit_or(DEFAULT_TIMELINE_LIMIT, cap=MAX_TIMELINE_LIMIT)
     lazy = state_filter.lazy_load_members or timeline_filter.lazy_load_members
 
-    global_data, room_data, ignored = _load_account_data(user, since, head)
-    # E2EE: one query; to-device messages at or below ``since`` were delivered (acknowledged): deleted.
-    e2ee = load_sync_e2ee(user=user, device_pk=device_pk, since=since, head=head)
+    (global_data, room_data, ignored), e2ee, all_memberships = yield [
+        _account_data_read(user, since, head),
+        sync_e2ee_read(  # E2EE: one query
+            user=user, device_pk=device_pk, since=since, head=head,
+            device_lists=since is not None and last_change > since,
+        ),
+        _memberships_read(user.pk),
+    ]
+    # To-device messages at or below ``since`` were delivered (acknowledged): deleted.
     if e2ee.acknowledged and device_pk is not None and since is not None:
         ToDeviceMessage.objects.acknowledge(device_pk=device_pk, upto=since)
-    memberships = [m for m in _load_memberships(user.pk) if room_filter.matches_room(m.room_id)]
-    plans = _plan_rooms(memberships, user, since, head, full_state, room_filter.include_leave)
+    memberships = [m for m in all_memberships if room_filter.matches_room(m.room_id)]
+    candidates = _rooms_with_news(memberships, since, full_state, room_filter.include_leave)
+    joined_ids = [m.room_id for m in memberships if m.membership == M.JOIN]
+    ephemeral_filter = room_filter.ephemeral
+    presence_reads, presence_of = sync_presence_reads(
+        user_pk=user.pk,
+        joined_room_ids=joined_ids,
+        new_room_ids=[
+            m.room_id for m in memberships if m.membership == M.JOIN and since is not None and m.stream_pos > since
+        ],
+        since=since,
+        head=head,
+        now_ms=now_ms,
+        presence_filter=sync_filter.presence,
+    )
+    visibilities, ephemeral, *presence_rows = yield [
+        room_visibilities_read(user.mxid, [m.room_id for m in candidates]),
+        room_ephemeral_read(
+            user_mxid=user.mxid,
+            room_ids=[room_id for room_id in joined_ids if ephemeral_filter.matches_room(room_id)],
+            since=since,
+            head=head,
+            now_ms=now_ms,
+            ignored=ignored,
+        ),
+        *presence_reads,
+    ]
+    presence = presence_of(presence_rows)
+    plans = _plan_rooms(candidates, visibilities, since, head, full_state)
     invites = [
         m
         for m in memberships
@@ -224,18 +345,8 @@ def build_sync_response(
     ]
     knocks = [m for m in memberships if m.membership == M.KNOCK and (since is None or m.stream_pos > since)]
 
-    _load_timelines(plans, timeline_filter, limit, ignored)
+    yield from _load_timelines(plans, timeline_filter, limit, ignored)
     _load_heroes([p for p in plans if _sends_heroes(p)], user)
-    ephemeral_filter = room_filter.ephemeral
-    ephemeral_rooms = [m.room_id for m in memberships if m.membership == M.JOIN]
-    ephemeral = load_room_ephemeral(
-        user_pk=user.pk,
-        room_ids=[room_id for room_id in ephemeral_rooms if ephemeral_filter.matches_room(room_id)],
-        since=since,
-        head=head,
-        now_ms=now_ms,
-        ignored=ignored,
-    )
 
     def room_ephemeral(room_id: str) -> list[dict[str, Any]]:
         return [e for e in ephemeral.events.get(room_id, []) if ephemeral_filter.allows(event_type=e["type"])]
@@ -298,7 +409,7 @@ def build_sync_response(
             entry["unread_notifications"] = {}
             entry["summary"] = _summary(plan)
         rooms[plan.section][plan.room_id] = entry
-    _add_unread_counts(rooms["join"], user, head, threaded=timeline_filter.unread_thread_notifications)
+    yield from _add_unread_counts(rooms["join"], user, head, threaded=timeline_filter.unread_thread_notifications)
     if invites or knocks:
         stripped = _stripped_state([m.room_id for m in invites + knocks])
         for m in invites:
@@ -310,19 +421,6 @@ def build_sync_response(
                 "knock_state": {"events": stripped.get(m.room_id, []) + [_strip(m.event)]}
             }
 
-    presence = load_sync_presence(
-        user_pk=user.pk,
-        joined_room_ids=[m.room_id for m in memberships if m.membership == M.JOIN],
-        new_room_ids=[
-            m.room_id
-            for m in memberships
-            if m.membership == M.JOIN and since is not None and m.stream_pos > since
-        ],
-        since=since,
-        head=head,
-        now_ms=now_ms,
-        presence_filter=sync_filter.presence,
-    )
     body: dict[str, Any] = {
         "next_batch": f"s{head}",
         "rooms": rooms,
@@ -374,23 +472,30 @@ def add_own_presence(result: SyncResult, *, pos: int, event: dict[str, Any], syn
 
 
 @cache
-def _memberships_sql() -> str:
+def _memberships_sql(merged: bool = False) -> str:
+    """One user's memberships; ``merged``: those of the users ``{keys}``, each row led by its user."""
     m, r, e = (model._meta.db_table for model in (Membership, Room, Event))
     return (
-        f"SELECT {columns(Membership)[1]}, {columns(Room)[1]}, {columns(Event)[1]} FROM {m} "
-        f"JOIN {r} ON {r}.room_id = {m}.room_id "
+        f"SELECT {f'{m}.user_id, ' if merged else ''}{columns(Membership)[1]}, {columns(Room)[1]}, "
+        f"{columns(Event)[1]} FROM {m} JOIN {r} ON {r}.room_id = {m}.room_id "
         f"LEFT JOIN {e} ON {e}.id = {m}.event_id AND {m}.membership IN ('{M.INVITE}', '{M.KNOCK}') "
-        f"WHERE {m}.user_id = %s"
+        f"WHERE {m}.user_id {'IN ({keys})' if merged else '= %s'}"
     )
 
 
-def _load_memberships(user_pk: int) -> list[Membership]:
+def _memberships_read(user_pk: int) -> Read[list[Membership]]:
     """Query 2: the user's memberships with their rooms, and the membership event where the answer
     shows it (invites and knocks: stripped state, the inviter). Hand-written (matrixsrv/rawsql.py):
     on every sync, where the ORM's compilation and three model instances per room cost more than
     the query. A joined room's event is not read (``m.event`` would be one more query: unused)."""
+    return Read(
+        _memberships_sql(), [user_pk], _parse_memberships, InMerge(_memberships_sql(merged=True)), user_pk
+    )
+
+
+def _parse_memberships(rows: list[tuple[Any, ...]]) -> list[Membership]:
     out = []
-    for row in fetch_all(_memberships_sql(), [user_pk]):
+    for row in rows:
         membership, i = instance(Membership, row)
         membership.room, i = instance(Room, row, i)
         if row[i] is not None:
@@ -400,26 +505,35 @@ def _load_memberships(user_pk: int) -> list[Membership]:
 
 
 @cache
-def _account_data_sql() -> str:
+def _account_data_sql(merged: bool = False) -> str:
+    """One user's account data; ``merged``: the users ``{keys}``', each row led by its user."""
     t = AccountData._meta.db_table
     return (
-        f"SELECT room_id, type, content, stream_pos FROM {t} WHERE user_id = %s "
+        f"SELECT {'user_id, ' if merged else ''}room_id, type, content, stream_pos FROM {t} "
+        f"WHERE user_id {'IN ({keys})' if merged else '= %s'} "
         f"AND ((stream_pos > %s AND stream_pos <= %s) OR (room_id IS NULL AND type = %s)) ORDER BY stream_pos"
     )
 
 
-def _load_account_data(
-    user: User, since: int | None, head: int
-) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], frozenset[str]]:
+_AccountData = tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]], frozenset[str]]
+
+
+def _account_data_read(user: User, since: int | None, head: int) -> Read[_AccountData]:
     """Query 9: the account data to send (changed in ``(since, head]``; all of it up to ``head`` in
     an initial sync) as events, global and by room, and whom the user ignores now (read whatever its
     position, so a change takes effect at once). Hand-written: on every sync."""
-    rows = [
-        (room_id, type_, json_value(content), pos)
-        for room_id, type_, content, pos in fetch_all(
-            _account_data_sql(), [user.pk, -1 if since is None else since, head, IGNORED_USER_LIST]
-        )
-    ]
+    bounds = (-1 if since is None else since, head, IGNORED_USER_LIST)
+    return Read(
+        _account_data_sql(),
+        [user.pk, *bounds],
+        partial(_parse_account_data, user, since, head),
+        InMerge(_account_data_sql(merged=True), after=bounds),
+        user.pk,
+    )
+
+
+def _parse_account_data(user: User, since: int | None, head: int, raw: list[tuple[Any, ...]]) -> _AccountData:
+    rows = [(room_id, type_, json_value(content), pos) for room_id, type_, content, pos in raw]
     global_data: list[dict[str, Any]] = []
     room_data: dict[str, list[dict[str, Any]]] = defaultdict(list)
     ignored: frozenset[str] = frozenset()
@@ -441,13 +555,13 @@ def _load_account_data(
 
 def _add_unread_counts(
     joined: dict[str, dict[str, Any]], user: User, head: int, *, threaded: bool
-) -> None:
+) -> Generator[list[Read[Any]], list[Any], None]:
     """``unread_notifications`` (and, when the filter asks, ``unread_thread_notifications``) of the
-    joined rooms in the answer: one grouped query (push.selectors.load_unread_counts), none without
+    joined rooms in the answer: one grouped query (push.selectors.unread_counts_read), none without
     rooms. A room in the answer because the user's own receipt moved gets its lowered counts here."""
     if not joined:
         return
-    counts = load_unread_counts(user_pk=user.pk, room_ids=sorted(joined), head=head)
+    (counts,) = yield [unread_counts_read(user_pk=user.pk, room_ids=sorted(joined), head=head)]
     for room_id, entry in joined.items():
         unread = counts.get(room_id, NO_UNREAD)
         if threaded:
@@ -457,15 +571,10 @@ def _add_unread_counts(
             entry["unread_notifications"] = unread.total()
 
 
-def _plan_rooms(
-    memberships: list[Membership],
-    user: User,
-    since: int | None,
-    head: int,
-    full_state: bool,
-    include_leave: bool,
-) -> list[_RoomPlan]:
-    """Which rooms appear under ``join`` and ``leave``, and what each of them gets (module docstring)."""
+def _rooms_with_news(
+    memberships: list[Membership], since: int | None, full_state: bool, include_leave: bool
+) -> list[Membership]:
+    """The memberships whose rooms may appear under ``join`` or ``leave`` (``_plan_rooms``)."""
 
     def has_news(m: Membership) -> bool:
         if m.membership == M.JOIN:
@@ -474,10 +583,17 @@ def _plan_rooms(
             return (since is None and include_leave) or (since is not None and m.stream_pos > since)
         return False
 
-    candidates = [m for m in memberships if has_news(m)]
-    if not candidates:
-        return []
-    visibilities = load_room_visibilities(user.mxid, [m.room_id for m in candidates])
+    return [m for m in memberships if has_news(m)]
+
+
+def _plan_rooms(
+    candidates: list[Membership],
+    visibilities: dict[str, RoomVisibility],
+    since: int | None,
+    head: int,
+    full_state: bool,
+) -> list[_RoomPlan]:
+    """Which rooms appear under ``join`` and ``leave``, and what each of them gets (module docstring)."""
     plans: list[_RoomPlan] = []
     for m in candidates:
         seen = visibilities[m.room_id]
@@ -544,7 +660,7 @@ def _load_timelines(
     timeline_filter: RoomEventFilter,
     limit: int,
     ignored: frozenset[str] = frozenset(),
-) -> None:
+) -> Generator[list[Read[Any]], list[Any], None]:
     """Every planned room's newest ``limit`` visible events in its window, in one windowed query.
     Non-state events of ``ignored`` senders are left out (in SQL: they don't count against the window).
 
@@ -564,7 +680,8 @@ def _load_timelines(
     unfiltered = timeline_filter.is_unrestricted
     windows = [(p.room_id, p.lower, p.upper) for p in wanted]
     if not filter_q:  # no type, sender or URL condition (the common case): hand-written, built here
-        rows: Iterable[Event] = _timeline_rows(windows, limit + 1, ignored)
+        rows: Iterable[Event]
+        (rows,) = yield [_timeline_read(windows, limit + 1, ignored)]
     else:
         if ignored:
             filter_q &= ~Q(sender__in=sorted(ignored), state_key__isnull=True)
@@ -586,7 +703,9 @@ def _load_timelines(
         plan.complete = unfiltered and not plan.limited and len(plan.timeline) == len(events)
 
 
-def _timeline_rows(windows: list[tuple[str, int | None, int]], per_room: int, ignored: frozenset[str]) -> list[Event]:
+def _timeline_read(
+    windows: list[tuple[str, int | None, int]], per_room: int, ignored: frozenset[str]
+) -> Read[list[Event]]:
     """The newest ``per_room`` events of each room's window ``lower < stream_pos <= upper``, oldest
     first: the windowed query of ``_load_timelines`` without a filter's conditions, written by hand
     (on every sync with news, where the ORM compiled it for longer than PostgreSQL ran it). The
@@ -615,15 +734,22 @@ def _timeline_rows(windows: list[tuple[str, int | None, int]], per_room: int, ig
         senders = sorted(ignored)
         where = f"({where}) AND NOT (sender IN ({', '.join(['%s'] * len(senders))}) AND state_key IS NULL)"
         params += senders
-    names, qualified = columns(Event)
-    quote = connection.ops.quote_name
-    plain = ", ".join(quote(Event._meta.get_field(name).column) for name in names)
     sql = (
-        f"SELECT {plain} FROM (SELECT {qualified}, ROW_NUMBER() OVER (PARTITION BY room_id "
-        f"ORDER BY stream_pos DESC) AS rn FROM {Event._meta.db_table} WHERE {where}) w "
+        f"SELECT {_plain_event_columns()} FROM (SELECT {columns(Event)[1]}, ROW_NUMBER() OVER (PARTITION BY "
+        f"room_id ORDER BY stream_pos DESC) AS rn FROM {Event._meta.db_table} WHERE {where}) w "
         f"WHERE rn <= %s ORDER BY stream_pos"
     )
-    return [instance(Event, row)[0] for row in fetch_all(sql, [*params, per_room])]
+    return Read(sql, [*params, per_room], _parse_events)
+
+
+@cache
+def _plain_event_columns() -> str:
+    quote = connection.ops.quote_name
+    return ", ".join(quote(Event._meta.get_field(name).column) for name in columns(Event)[0])
+
+
+def _parse_events(rows: list[tuple[Any, ...]]) -> list[Event]:
+    return [instance(Event, row)[0] for row in rows]
 
 
 
@@ -659,6 +785,8 @@ def _load_state(plans: list[_RoomPlan], user: User, state_filter: RoomEventFilte
     again: which ones a client already has is not tracked, as with ``include_redundant_members``).
     """
     plans = [p for p in plans if p.state_mode != NO_STATE and state_filter.matches_room(p.room_id)]
+    if not lazy and all(p.state_mode == DELTA and p.complete for p in plans):
+        return  # the timelines hold every event since ``since``: no state changed outside them
     # The type conditions go into SQL; sender and url conditions are per event and are checked in
     # Python after the state at the point is known (filtering first would resurrect older values).
     type_q = event_filter_q(replace(state_filter, senders=None, not_senders=(), contains_url=None))

@@ -4,7 +4,7 @@ waits) and the filter API."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -27,13 +27,16 @@ from presence.actions import announce_due_presence, now_ms, record_sync
 from sync.filters import Filter, parse_filter
 from sync.models import Filter as StoredFilter
 from sync.selectors import (
+    SyncRequest,
     SyncResult,
     add_own_presence,
     build_sync_response,
+    build_sync_responses,
     find_filter_definition,
     load_filter,
 )
 from sync import quiet
+from sync.batch import get_batcher
 from sync.tokens import StreamToken
 from sync.waiter import get_notifier
 
@@ -92,9 +95,14 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
     if request.method not in ("GET", "HEAD"):
         return matrix_error_response(UnsupportedMethod())
     try:
-        token = await run_db(authenticate_request, request)  # 401 before any parameter is looked at
-        assert token is not None
         params = request.GET
+        # A long-poll also needs the stream head, for the read it may skip (sync/quiet.py): read in
+        # the same thread as the token. 401 before any parameter is validated.
+        if params.get("since") and params.get("timeout") not in (None, "", "0") and params.get("full_state") != "true":
+            token, head_at_auth = await run_db(_authenticate_with_head, request)
+        else:
+            token, head_at_auth = await run_db(authenticate_request, request), None
+        assert token is not None
         raw_since = params.get("since")
         since = StreamToken.parse(raw_since).pos if raw_since else None
         timeout_s = _parse_timeout_s(params.get("timeout"))
@@ -122,7 +130,7 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
         quiet_key = (token.token_hash, raw_filter or "")
         async with get_notifier().listen(user.pk) as waiter:  # subscribed before the first read
             # The first read is skipped when nothing can have happened since ``since`` (sync/quiet.py).
-            result = await run_db(_quiet_result, quiet_key, since)
+            result = _quiet_result(quiet_key, since, head_at_auth, get_notifier().newest_pos)
             if result is None:
                 result = await _read(quiet_key, user=user, device_pk=device_pk, since=since,
                                      sync_filter=sync_filter)
@@ -162,11 +170,19 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
         return matrix_error_response(err)
 
 
-def _quiet_result(key: tuple[str, str], since: int) -> SyncResult | None:
-    """The empty result of the read this long-poll may skip (sync/quiet.py): the stream head is still
-    at ``since`` (one query) and a read there is remembered. Its ``body`` is None: never an answer."""
+def _authenticate_with_head(request: HttpRequest) -> tuple[Any, int]:
+    return authenticate_request(request), current_stream_position()
+
+
+def _quiet_result(key: tuple[str, str], since: int, head: int | None, newest_woken: int) -> SyncResult | None:
+    """The empty result of the read this long-poll may skip (sync/quiet.py), or None. It may when a
+    read at ``since`` is remembered and nothing has happened since: the stream head, read with the
+    access token (before this long-poll subscribed), was still at ``since``, and no wake-up for a
+    later position reached this worker since then (``newest_woken``: one that arrived before the
+    subscription woke nobody here; one after it wakes this waiter). Its ``body`` is None: never an
+    answer."""
     read = quiet.recall(key, since=since, now_ms=now_ms())
-    if read is None or current_stream_position() != since:
+    if read is None or head != since or newest_woken > since:
         return None
     return SyncResult(
         body=None, next_pos=since, is_empty=True, joined_room_ids=read.joined_room_ids,
@@ -175,14 +191,19 @@ def _quiet_result(key: tuple[str, str], since: int) -> SyncResult | None:
 
 
 async def _read(key: tuple[str, str], **kwargs: Any) -> SyncResult:
-    """``build_sync_response`` for a long-poll, remembered for the next one (sync/quiet.py)."""
-    result = await run_db(build_sync_response, **kwargs)
+    """A long-poll's read, made together with the other long-polls' reads of the moment
+    (sync/batch.py), and remembered for the next one (sync/quiet.py)."""
+    result = await get_batcher().read(SyncRequest(**kwargs), _build_batch)
     if not result.expired_typing_rooms and not result.overdue_presence:
         quiet.remember(key, quiet.QuietRead(
             pos=result.next_pos, joined_room_ids=result.joined_room_ids,
             next_expiry_ms=result.next_expiry_ms, own_presence=result.own_presence,
         ))
     return result
+
+
+async def _build_batch(requests: Sequence[SyncRequest]) -> list[SyncResult | BaseException]:
+    return await run_db(build_sync_responses, requests)
 
 
 async def _announce_expired_typing(result: SyncResult) -> None:

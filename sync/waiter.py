@@ -88,6 +88,7 @@ class Notifier:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.received = 0
+        self.newest_pos = 0  # the newest position of any wake-up received (sync.views._quiet_result)
         self.channel: str | None = None  # the channel subscribed to the wake-up group (for tests)
         self._disabled = False  # no channel layer at all
 
@@ -160,6 +161,7 @@ class Notifier:
         except (KeyError, TypeError, ValueError):
             logger.warning("ignoring a malformed wake-up message: %r", message)
             return
+        self.newest_pos = max(self.newest_pos, pos)
         for user_pk in users:
             for waiter in self._waiters.get(user_pk, ()):
                 waiter.advance(pos)

@@ -118,6 +118,18 @@ class ReadCounter:
 
         return counted
 
+    def wrap_batch(self, fn: Callable[..., list[T]]) -> Callable[..., list[T]]:
+        """A batch of reads (sync/batch.py) counts one per request."""
+
+        def counted(requests: Any) -> list[T]:
+            try:
+                return fn(requests)
+            finally:
+                with self._lock:
+                    self.done += len(requests)
+
+        return counted
+
     def wrap_skip(self, fn: Callable[..., T]) -> Callable[..., T]:
         def counted(*args: Any, **kwargs: Any) -> T:
             result = fn(*args, **kwargs)
@@ -144,6 +156,7 @@ class ReadCounter:
 def reads(monkeypatch: pytest.MonkeyPatch) -> ReadCounter:
     counter = ReadCounter()
     monkeypatch.setattr(sync_views, "build_sync_response", counter.wrap(sync_views.build_sync_response))
+    monkeypatch.setattr(sync_views, "build_sync_responses", counter.wrap_batch(sync_views.build_sync_responses))
     monkeypatch.setattr(sync_views, "_quiet_result", counter.wrap_skip(sync_views._quiet_result))
     return counter
 

@@ -70,7 +70,7 @@ LAYERS: list[tuple[str, int]] = [
     ("matrixsrv/sqlite/*.py", 1),  # the embedded mode's database backend  # hand-written SELECTs for the hottest reads, turned into model instances
     # 2: reads
     ("*/selectors.py", 2),
-    ("events/stream.py", 2),  # current_stream_position() is read by sync.selectors
+    ("events/stream.py", 2),  # the stream head is read by sync.selectors
     ("events/formatting.py", 2),  # client format of a stored event: used by actions (redacted_because) and reads
     ("events/timeline.py", 2),  # a room's history as one user may read it (visibility, pagination)
     ("accounts/account_data_selectors.py", 2),  # account data reads, the ignored-users list
@@ -90,6 +90,7 @@ LAYERS: list[tuple[str, int]] = [
     ("*/templatetags/*.py", 4),
     ("sync/waiter.py", 4),
     ("sync/quiet.py", 4),  # what the last long-poll read found, per worker: lets the next one skip it
+    ("sync/batch.py", 4),  # the worker's long-poll reads queued and answered a batch at a time
     ("accounts/authentication.py", 4),
     ("accounts/throttles.py", 4),
     ("accounts/fallback.py", 4),

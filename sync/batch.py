@@ -1,0 +1,90 @@
+"""Long-poll reads of one worker, made together (DESIGN.md §4.5).
+
+A message in a room wakes every member's long-poll at once. Read one by one, each woken request
+made its ten or so queries alone, six at a time (the thread pool), and the last of a hundred
+waiters had its answer after ~800 ms, most of it spent waiting for the database. Here the reads
+queue up: the first starts a batch on the next turn of the event loop, so every waiter woken by the
+same message joins it, and ``build_sync_responses`` answers all of them with a few round trips in
+one pooled thread. Reads that come while a batch runs form the next one. Each answer is still read
+from the database up to the stream head (nothing is derived from another request's answer), so
+batching changes the cost, not what a client is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from weakref import WeakKeyDictionary
+
+from sync.selectors import SyncRequest, SyncResult
+
+# The most requests one batch answers (one statement per request and kind goes into each round trip;
+# SQLite runs them one by one).
+MAX_BATCH = 200
+
+Build = Callable[[Sequence[SyncRequest]], Awaitable[list[SyncResult | BaseException]]]
+
+
+class ReadBatcher:
+    """One event loop's queue of long-poll reads, answered a batch at a time."""
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[SyncRequest, asyncio.Future[SyncResult]]] = []
+        self._running = False
+        self.batches = 0  # for tests and the benchmark's notes
+
+    async def read(self, request: SyncRequest, build: Build) -> SyncResult:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[SyncResult] = loop.create_future()
+        self._queue.append((request, future))
+        if not self._running:
+            self._running = True
+            loop.create_task(self._drain(build))
+        return await future
+
+    async def _drain(self, build: Build) -> None:
+        batch: list[tuple[SyncRequest, asyncio.Future[SyncResult]]] = []
+        try:
+            while self._queue:
+                await asyncio.sleep(0)  # the other waiters woken by the same message queue up first
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                batch = [(request, future) for request, future in batch if not future.cancelled()]
+                if not batch:
+                    continue
+                self.batches += 1
+                try:
+                    results = await build([request for request, _ in batch])
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the whole batch failed (the database went away...)
+                    results = [exc] * len(batch)
+                # All answers at once: their responses are built in one turn of the loop and written
+                # together. (Handed back a few per turn, the first ones left earlier, but the clients'
+                # next long-polls then came in between and delayed the last answers: measured worse.)
+                for (_, future), result in zip(batch, results):
+                    if future.done():  # its client went away meanwhile
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+                batch = []
+        finally:
+            self._running = False
+            # Cancelled mid-drain (the loop is closing): nobody will answer these.
+            for _, future in [*batch, *self._queue]:
+                if not future.done():
+                    future.cancel()
+            self._queue.clear()
+
+
+_batchers: WeakKeyDictionary[asyncio.AbstractEventLoop, ReadBatcher] = WeakKeyDictionary()
+
+
+def get_batcher() -> ReadBatcher:
+    """The running event loop's batcher (one per worker process in production)."""
+    loop = asyncio.get_running_loop()
+    batcher = _batchers.get(loop)
+    if batcher is None:
+        batcher = _batchers[loop] = ReadBatcher()
+    return batcher
