@@ -24,7 +24,7 @@ from django.db import connection
 
 from ephemeral.models import Receipt, Typing
 from events.pdu import Membership as M
-from matrixsrv.rawsql import Read
+from matrixsrv.rawsql import Read, one_of
 from rooms.models import Membership
 
 TYPING = "m.typing"
@@ -70,13 +70,13 @@ def room_ephemeral_read(
     # One query (UNION ALL): every typing row that may matter (active, or changed after ``since``)
     # and the receipts to send. Columns: kind, room, user, expiry | ts, position, type, thread, event,
     # and for typing rows whether the typer is joined now (receipts: always true, unused).
-    rooms_in = ", ".join(["%s"] * len(room_ids))
+    rooms_in, rooms = one_of(room_ids)
     typing_sql, receipt_sql = _ephemeral_sql(since is None)
     sql = typing_sql.format(rooms=rooms_in) + " UNION ALL " + receipt_sql.format(rooms=rooms_in)
-    params: list[Any] = [M.JOIN, *room_ids]
+    params: list[Any] = [M.JOIN, *rooms]
     if since is not None:
         params.append(since)
-    params += [*room_ids, head]
+    params += [*rooms, head]
     if since is not None:
         params.append(since)
     return Read(
@@ -136,8 +136,8 @@ def _parse_ephemeral(
 
 @cache
 def _ephemeral_sql(initial: bool) -> tuple[str, str]:
-    """The two halves of ``load_room_ephemeral``'s UNION ALL, each with a ``{rooms}`` slot for the
-    ``IN`` placeholders. Parameters, in order: ``join``, the room IDs, ``since`` (incremental only);
+    """The two halves of ``room_ephemeral_read``'s UNION ALL, each with a ``{rooms}`` slot for the
+    rooms' condition (``rawsql.one_of``). Parameters, in order: ``join``, the room IDs, ``since`` (incremental only);
     the room IDs, ``head``, ``since`` (incremental only).
     Built once per shape from the models' metadata."""
     quote = connection.ops.quote_name
@@ -158,13 +158,13 @@ def _ephemeral_sql(initial: bool) -> tuple[str, str]:
     )
     typing_sql = (
         f"SELECT {_TYPING_ROW}, t.{t_room}, t.{t_mxid}, t.{t_exp}, t.{t_pos}, '', '', '', {joined_now} "
-        f"FROM {typing} t WHERE t.{t_room} IN ({{rooms}}) AND "
+        f"FROM {typing} t WHERE t.{t_room} {{rooms}} AND "
         + (f"t.{t_exp} > 0" if initial else f"(t.{t_exp} > 0 OR t.{t_pos} > %s)")
     )
     receipt_sql = (
         f"SELECT {_RECEIPT_ROW}, r.{r_room}, r.{col(Receipt, 'mxid')}, r.{col(Receipt, 'ts')}, r.{r_pos}, "
         f"r.{r_type}, r.{col(Receipt, 'thread_id')}, r.{col(Receipt, 'event_id')}, 1 = 1 "
-        f"FROM {receipt} r WHERE r.{r_room} IN ({{rooms}}) AND r.{r_pos} <= %s"
+        f"FROM {receipt} r WHERE r.{r_room} {{rooms}} AND r.{r_pos} <= %s"
         + ("" if initial else f" AND r.{r_pos} > %s")
     )
     return typing_sql, receipt_sql

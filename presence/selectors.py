@@ -11,7 +11,7 @@ from django.db import connection
 
 from accounts.models import User
 from matrixsrv.errors import Forbidden, NotFound
-from matrixsrv.rawsql import InMerge, Read, fetch_all, fetch_one
+from matrixsrv.rawsql import InMerge, Read, fetch_all, fetch_one, one_of
 from presence import rules
 from presence.models import Presence
 from rooms.models import Membership
@@ -68,12 +68,14 @@ def sync_presence_reads(
              InMerge(_own_sql().format(key="p.user_id, ", user="IN ({keys})")), user_pk)
     ]
     if rooms:
-        params: list[Any] = [*rooms, *([head] if since is None else [since, head]), now_ms]
+        in_rooms, room_params = one_of(rooms)
+        in_new_rooms, new_room_params = one_of(new_rooms) if new_rooms else ("", [])
+        params: list[Any] = [*room_params, *([head] if since is None else [since, head]), now_ms]
         if since is not None:
-            params += [*rooms, since, *new_rooms]
-        params += [now_ms, *rooms]
+            params += [*room_params, since, *new_room_params]
+        params += [now_ms, *room_params]
         sql = _mates_sql(initial=since is None, any_new_rooms=bool(new_rooms)).format(
-            rooms=_marks(len(rooms)), new_rooms=_marks(len(new_rooms))
+            rooms=in_rooms, new_rooms=in_new_rooms
         )
         reads.append(Read(sql, params, list))
 
@@ -153,11 +155,11 @@ def _names() -> dict[str, str]:
 
 @cache
 def _members_sql() -> str:
-    """The user pks joined to any of the rooms ``{rooms}`` (their placeholders, filled per call)."""
+    """The user pks joined to any of the rooms: ``{rooms}`` is their condition (``rawsql.one_of``)."""
     n = _names()
     return (
         f"SELECT m.{n['m_user_id']} FROM {n['membership']} m "
-        f"WHERE m.{n['m_membership']} = '{JOIN}' AND m.{n['m_room_id']} IN ({{rooms}})"
+        f"WHERE m.{n['m_membership']} = '{JOIN}' AND m.{n['m_room_id']} {{rooms}}"
     )
 
 
@@ -180,9 +182,9 @@ def _own_sql() -> str:
 @cache
 def _mates_sql(*, initial: bool, any_new_rooms: bool) -> str:
     """The room-mates' presence rows to send and their earliest future change, for one shape, with
-    ``{rooms}`` and ``{new_rooms}`` left for the ``IN`` placeholders. Params: the rooms, ``head``
-    (incremental: ``since``, ``head``), ``now``; incremental: the rooms, ``since``, the new rooms;
-    ``now``, the rooms."""
+    ``{rooms}`` and ``{new_rooms}`` left for their conditions (``rawsql.one_of``). Params: the rooms,
+    ``head`` (incremental: ``since``, ``head``), ``now``; incremental: the rooms, ``since``, the new
+    rooms; ``now``, the rooms."""
     n = _names()
     pos, due, mates = f"p.{n['p_stream_pos']}", f"p.{n['p_due_ms']}", _members_sql()
     window = f"{pos} <= %s" if initial else f"({pos} > %s AND {pos} <= %s)"
@@ -190,7 +192,7 @@ def _mates_sql(*, initial: bool, any_new_rooms: bool) -> str:
     if not initial:
         newcomers = f"m.{n['m_stream_pos']} > %s"
         if any_new_rooms:
-            newcomers = f"({newcomers} OR m.{n['m_room_id']} IN ({{new_rooms}}))"
+            newcomers = f"({newcomers} OR m.{n['m_room_id']} {{new_rooms}})"
         wanted += f" OR p.{n['p_user_id']} IN ({mates} AND {newcomers})"
     rows = f"SELECT {_ROW}, {_columns()} FROM {n['presence']} p WHERE p.{n['p_user_id']} IN ({mates}) AND ({wanted})"
     next_due = (

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from weakref import WeakKeyDictionary
 
 from sync.selectors import SyncRequest, SyncResult
+from sync.waiter import PerLoop
 
 # The most requests one batch answers (one statement per request and kind goes into each round trip;
 # SQLite runs them one by one).
@@ -78,13 +78,4 @@ class ReadBatcher:
             self._queue.clear()
 
 
-_batchers: WeakKeyDictionary[asyncio.AbstractEventLoop, ReadBatcher] = WeakKeyDictionary()
-
-
-def get_batcher() -> ReadBatcher:
-    """The running event loop's batcher (one per worker process in production)."""
-    loop = asyncio.get_running_loop()
-    batcher = _batchers.get(loop)
-    if batcher is None:
-        batcher = _batchers[loop] = ReadBatcher()
-    return batcher
+get_batcher = PerLoop(ReadBatcher).get  # the running event loop's batcher

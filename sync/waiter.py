@@ -15,8 +15,9 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Generic, TypeVar
 from weakref import WeakKeyDictionary
 
 from channels.layers import get_channel_layer
@@ -223,13 +224,23 @@ class Notifier:
                     del self._waiters[user_pk]
 
 
-_notifiers: WeakKeyDictionary[asyncio.AbstractEventLoop, Notifier] = WeakKeyDictionary()
+T = TypeVar("T")
 
 
-def get_notifier() -> Notifier:
-    """The notifier of the running event loop (one per worker process in production)."""
-    loop = asyncio.get_running_loop()
-    notifier = _notifiers.get(loop)
-    if notifier is None:
-        notifier = _notifiers[loop] = Notifier()
-    return notifier
+class PerLoop(Generic[T]):
+    """One ``T`` per running event loop (one per worker process in production; tests run several
+    loops one after another), made on first use."""
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._by_loop: WeakKeyDictionary[asyncio.AbstractEventLoop, T] = WeakKeyDictionary()
+
+    def get(self) -> T:
+        loop = asyncio.get_running_loop()
+        found = self._by_loop.get(loop)
+        if found is None:
+            found = self._by_loop[loop] = self._factory()
+        return found
+
+
+get_notifier = PerLoop(Notifier).get  # the notifier of the running event loop
