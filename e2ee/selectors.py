@@ -252,11 +252,14 @@ def sync_e2ee_read(
         parts.append((f"SELECT 6, 0, 0, g.*, '', '' FROM ({no_longer_sharing}) AS g", p3))
     sql = " UNION ALL ".join(f"SELECT * FROM ({p}) AS p{i}" for i, (p, _) in enumerate(parts))
     params: tuple[Any, ...] = sum((p for _, p in parts), ())
-    merge = _DevicesMerge(since, head) if device_pk is not None and not (since is not None and device_lists) else None
+    mergeable = device_pk is not None and not (since is not None and device_lists)
+    merge = _DevicesMerge(since, head) if mergeable else None
     return Read(sql, params, partial(_parse_sync_e2ee, device_pk), merge, device_pk)
 
 
-def _device_parts(device: str, since: int | None, head: int, *, merged: bool = False) -> list[tuple[str, tuple[Any, ...]]]:
+def _device_parts(
+    device: str, since: int | None, head: int, *, merged: bool = False
+) -> list[tuple[str, tuple[Any, ...]]]:
     """The device's parts of ``sync_e2ee_read``: statements whose device condition is ``device``
     (its parameters come first, then those returned). ``merged``: several devices, each row led by
     its device."""
@@ -274,7 +277,8 @@ def _device_parts(device: str, since: int | None, head: int, *, merged: bool = F
     if since is not None:
         parts.append(
             (
-                f"SELECT {key}2, COUNT(*), 0, '', '', '' FROM {t_msg} WHERE device_id {device} AND stream_pos <= %s"
+                f"SELECT {key}2, COUNT(*), 0, '', '', '' FROM {t_msg} "
+                f"WHERE device_id {device} AND stream_pos <= %s"
                 + (" GROUP BY device_id" if merged else ""),
                 (since,),
             )
@@ -286,7 +290,10 @@ def _device_parts(device: str, since: int | None, head: int, *, merged: bool = F
             (),
         )
     )
-    parts.append((f"SELECT {key}4, 0, 0, algorithm, '', '' FROM {t_fb} WHERE device_id {device} AND used = %s", (False,)))
+    parts.append(
+        (f"SELECT {key}4, 0, 0, algorithm, '', '' FROM {t_fb} WHERE device_id {device} AND used = %s",
+         (False,))
+    )
     return parts
 
 

@@ -81,7 +81,9 @@ def room_ephemeral_read(
         params.append(since)
     return Read(
         sql, params,
-        partial(_parse_ephemeral, user_mxid=user_mxid, since=since, head=head, now_ms=now_ms, ignored=ignored),
+        partial(
+            _parse_ephemeral, user_mxid=user_mxid, since=since, head=head, now_ms=now_ms, ignored=ignored
+        ),
     )
 
 
@@ -137,9 +139,9 @@ def _parse_ephemeral(
 @cache
 def _ephemeral_sql(initial: bool) -> tuple[str, str]:
     """The two halves of ``room_ephemeral_read``'s UNION ALL, each with a ``{rooms}`` slot for the
-    rooms' condition (``rawsql.one_of``). Parameters, in order: ``join``, the room IDs, ``since`` (incremental only);
-    the room IDs, ``head``, ``since`` (incremental only).
-    Built once per shape from the models' metadata."""
+    rooms' condition (``rawsql.one_of``). Parameters, in order: ``join``, the room IDs, ``since``
+    (incremental only); the room IDs, ``head``, ``since`` (incremental only). Built once per shape
+    from the models' metadata."""
     quote = connection.ops.quote_name
     typing, receipt, member = (quote(model._meta.db_table) for model in (Typing, Receipt, Membership))
 

@@ -95,7 +95,8 @@ async def application(scope, receive, send):  # type: ignore[no-untyped-def]
 async def _route(scope, receive, send):  # type: ignore[no-untyped-def]
     if scope["type"] == "http" and scope["path"] in SYNC_PATHS:
         return await sync_application(scope, receive, send)
-    if scope["type"] == "http" and (scope["path"].startswith(API_PATH_PREFIXES) or scope["path"] in OPS_PATHS):
+    path = scope["path"]
+    if scope["type"] == "http" and (path.startswith(API_PATH_PREFIXES) or path in OPS_PATHS):
         return await api_application(scope, receive, send)
     return await site_application(scope, receive, send)
 

@@ -194,7 +194,10 @@ def _mates_sql(*, initial: bool, any_new_rooms: bool) -> str:
         if any_new_rooms:
             newcomers = f"({newcomers} OR m.{n['m_room_id']} {{new_rooms}})"
         wanted += f" OR p.{n['p_user_id']} IN ({mates} AND {newcomers})"
-    rows = f"SELECT {_ROW}, {_columns()} FROM {n['presence']} p WHERE p.{n['p_user_id']} IN ({mates}) AND ({wanted})"
+    rows = (
+        f"SELECT {_ROW}, {_columns()} FROM {n['presence']} p "
+        f"WHERE p.{n['p_user_id']} IN ({mates}) AND ({wanted})"
+    )
     next_due = (
         f"SELECT {_NEXT_DUE}, 0, '', '', NULL, 0, 0, MIN({due}), 0 FROM {n['presence']} p "
         f"WHERE {due} > %s AND p.{n['p_user_id']} IN ({mates})"

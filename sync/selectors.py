@@ -315,7 +315,9 @@ def _build(request: SyncRequest, head: int, last_change: int, now_ms: int) -> _S
         user_pk=user.pk,
         joined_room_ids=joined_ids,
         new_room_ids=[
-            m.room_id for m in memberships if m.membership == M.JOIN and since is not None and m.stream_pos > since
+            m.room_id
+            for m in memberships
+            if m.membership == M.JOIN and since is not None and m.stream_pos > since
         ],
         since=since,
         head=head,
@@ -409,7 +411,8 @@ def _build(request: SyncRequest, head: int, last_change: int, now_ms: int) -> _S
             entry["unread_notifications"] = {}
             entry["summary"] = _summary(plan)
         rooms[plan.section][plan.room_id] = entry
-    yield from _add_unread_counts(rooms["join"], user, head, threaded=timeline_filter.unread_thread_notifications)
+    threaded = timeline_filter.unread_thread_notifications
+    yield from _add_unread_counts(rooms["join"], user, head, threaded=threaded)
     if invites or knocks:
         stripped = _stripped_state([m.room_id for m in invites + knocks])
         for m in invites:

@@ -98,7 +98,8 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
         params = request.GET
         # A long-poll also needs the stream head, for the read it may skip (sync/quiet.py): read in
         # the same thread as the token. 401 before any parameter is validated.
-        if params.get("since") and params.get("timeout") not in (None, "", "0") and params.get("full_state") != "true":
+        long_poll = params.get("since") and params.get("timeout") not in (None, "", "0")
+        if long_poll and params.get("full_state") != "true":
             token, head_at_auth = await run_db(_authenticate_with_head, request)
         else:
             token, head_at_auth = await run_db(authenticate_request, request), None

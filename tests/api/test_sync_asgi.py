@@ -23,10 +23,18 @@ if TYPE_CHECKING:
 
 def _scope(user: TestUser, query: str) -> dict[str, Any]:
     return {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-        "path": "/_matrix/client/v3/sync", "raw_path": b"/_matrix/client/v3/sync", "root_path": "",
-        "query_string": query.encode(), "headers": [(b"authorization", f"Bearer {user.access_token}".encode())],
-        "server": ("127.0.0.1", 8008), "client": ("127.0.0.1", 40000),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/_matrix/client/v3/sync",
+        "raw_path": b"/_matrix/client/v3/sync",
+        "root_path": "",
+        "query_string": query.encode(),
+        "headers": [(b"authorization", f"Bearer {user.access_token}".encode())],
+        "server": ("127.0.0.1", 8008),
+        "client": ("127.0.0.1", 40000),
     }
 
 

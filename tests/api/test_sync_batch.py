@@ -42,7 +42,9 @@ def _stable(value: Any) -> Any:
     return value
 
 
-def _request(user: TestUser, since: str | None, definition: dict[str, Any] | None = None, **kw: Any) -> SyncRequest:
+def _request(
+    user: TestUser, since: str | None, definition: dict[str, Any] | None = None, **kw: Any
+) -> SyncRequest:
     row = User.objects.get(mxid=user.user_id)
     device = Device.objects.get(user=row, device_id=user.device_id)
     pos = int(since[1:]) if since else None
@@ -51,8 +53,11 @@ def _request(user: TestUser, since: str | None, definition: dict[str, Any] | Non
 
 def _alone(request: SyncRequest) -> dict[str, Any]:
     result = build_sync_response(
-        user=request.user, device_pk=request.device_pk, since=request.since,
-        sync_filter=request.sync_filter, full_state=request.full_state,
+        user=request.user,
+        device_pk=request.device_pk,
+        since=request.since,
+        sync_filter=request.sync_filter,
+        full_state=request.full_state,
     )
     assert result.body is not None
     return result.body
@@ -68,8 +73,11 @@ def test_a_batch_answers_each_request_as_it_would_be_answered_alone(
     for i in range(3):
         matrix.send_text(alice, lobby, f"early {i}")
     s0 = sync(matrix, bob)["next_batch"]
-    matrix.put(f"user/{q(bob.user_id)}/account_data/m.ignored_user_list",
-               {"ignored_users": {carol.user_id: {}}}, token=bob)
+    matrix.put(
+        f"user/{q(bob.user_id)}/account_data/m.ignored_user_list",
+        {"ignored_users": {carol.user_id: {}}},
+        token=bob,
+    )
     matrix.send_text(carol, lobby, "from carol")
     matrix.send_text(alice, named, "in named")
     private = matrix.send_text(alice, lobby, "read privately")
@@ -83,8 +91,11 @@ def test_a_batch_answers_each_request_as_it_would_be_answered_alone(
     matrix.send_state(alice, lobby, "m.room.topic", {"topic": "new topic"})
     matrix.leave(carol, lobby)
     matrix.put(f"rooms/{q(named)}/typing/{q(alice.user_id)}", {"typing": True, "timeout": 30000}, token=alice)
-    matrix.put(f"sendToDevice/m.test/{matrix.next_txn_id()}",
-               {"messages": {bob.user_id: {bob.device_id: {"hello": "bob"}}}}, token=alice)
+    matrix.put(
+        f"sendToDevice/m.test/{matrix.next_txn_id()}",
+        {"messages": {bob.user_id: {bob.device_id: {"hello": "bob"}}}},
+        token=alice,
+    )
 
     requests = [
         _request(bob, None),
@@ -132,8 +143,9 @@ def test_a_request_that_fails_gets_its_error_and_the_others_their_answers(
     assert isinstance(first, SyncResult) and first.body is not None and first.body["rooms"]["join"]
     assert isinstance(second, RuntimeError)
     with pytest.raises(RuntimeError):
-        build_sync_response(user=requests[1].user, device_pk=requests[1].device_pk, since=None,
-                            sync_filter=Filter())
+        build_sync_response(
+            user=requests[1].user, device_pk=requests[1].device_pk, since=None, sync_filter=Filter()
+        )
 
 
 @pytest.mark.django_db
@@ -181,7 +193,9 @@ def test_the_long_polls_one_message_wakes_are_read_in_one_batch(
 
     async def scenario() -> tuple[int, list[dict[str, Any]]]:
         reads.reset()
-        pending = [asyncio.create_task(async_sync(m, since=since[m.user_id], timeout=10_000)) for m in members]
+        pending = [
+            asyncio.create_task(async_sync(m, since=since[m.user_id], timeout=10_000)) for m in members
+        ]
         await reads.until(len(members))  # every long-poll has read (or skipped its read) and waits
         await asyncio.sleep(0.05)
         before = get_batcher().batches
@@ -222,7 +236,9 @@ def test_reads_queued_in_one_turn_of_the_loop_are_one_batch_and_later_ones_the_n
 
     results = asyncio.run(scenario())
     assert seen == [[f"u{i}" for i in range(5)], [f"v{i}" for i in range(3)]]
-    assert [r.body for r in results] == [{"for": f"u{i}"} for i in range(5)] + [{"for": f"v{i}"} for i in range(3)]
+    assert [r.body for r in results] == [{"for": f"u{i}"} for i in range(5)] + [
+        {"for": f"v{i}"} for i in range(3)
+    ]
 
 
 def test_a_failed_request_raises_in_its_caller_only_and_a_failed_batch_in_every_caller() -> None:
@@ -242,7 +258,9 @@ def test_a_failed_request_raises_in_its_caller_only_and_a_failed_batch_in_every_
         return one, two
 
     one, two = asyncio.run(scenario())
-    assert one[0].body == {"for": "good"} and isinstance(one[1], ValueError) and one[2].body == {"for": "fine"}
+    assert (
+        one[0].body == {"for": "good"} and isinstance(one[1], ValueError) and one[2].body == {"for": "fine"}
+    )
     assert all(isinstance(r, ConnectionError) for r in two)
 
 
@@ -263,4 +281,3 @@ def test_a_caller_that_goes_away_does_not_disturb_the_batch() -> None:
 
     result, waited = asyncio.run(scenario())
     assert result.body == {"for": "staying"} and waited < 1
-
