@@ -9,8 +9,8 @@ get ordinary model objects. Writes stay in the ORM, but for the one write path's
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 

@@ -11,7 +11,7 @@ from django.db import connection
 
 from accounts.models import User
 from matrixsrv.errors import Forbidden, NotFound
-from matrixsrv.rawsql import InMerge, Read, fetch_all, fetch_one, one_of
+from matrixsrv.rawsql import InMerge, Read, fetch_all, fetch_one, marks, one_of
 from presence import rules
 from presence.models import Presence
 from rooms.models import Membership
@@ -136,10 +136,6 @@ def _parse_sync_presence(
     result.overdue = frozenset(overdue)
     return result
 
-
-def _marks(n: int) -> str:
-    """``n`` placeholders for an ``IN (...)`` list (string building is cheap; compiling is not)."""
-    return ", ".join(["%s"] * n)
 
 
 @cache
@@ -267,6 +263,6 @@ def joined_rooms_of(user_pks: list[int]) -> list[str]:
     n = _names()
     sql = (
         f"SELECT DISTINCT {n['m_room_id']} FROM {n['membership']} "
-        f"WHERE {n['m_membership']} = '{JOIN}' AND {n['m_user_id']} IN ({_marks(len(user_pks))})"
+        f"WHERE {n['m_membership']} = '{JOIN}' AND {n['m_user_id']} IN ({marks(len(user_pks))})"
     )
     return sorted(room_id for (room_id,) in fetch_all(sql, list(user_pks)))
