@@ -67,6 +67,9 @@ SETTINGS: dict[str, Setting] = {
         Setting("MATRIX_MAX_BODY_BYTES", str(1024 * 1024),
                 "Largest request body accepted under /_matrix (413 M_TOO_LARGE beyond)."),
         Setting("MATRIX_SYNC_TIMEOUT_CAP_MS", "30000", "Upper bound for the /sync long-poll timeout."),
+        Setting("MATRIX_DB_PREPARE", "on",
+                "on/off: PostgreSQL runs the hot path's hand-written statements as prepared statements "
+                "(per connection). Off behind a connection pooler in transaction mode."),
         Setting("MATRIX_SERVE_STATIC", "on",
                 "on/off: daphne serves the admin's static files itself (embedded mode). "
                 "Turn off when nginx serves collectstatic's output."),

@@ -170,6 +170,7 @@ MATRIX = {
               "report": config.get("MATRIX_RATE_REPORT")},
     "MODERATOR_LOCALPART": config.get("MATRIX_MODERATOR_LOCALPART"),
     "SYNC_TIMEOUT_CAP_MS": config.get_int("MATRIX_SYNC_TIMEOUT_CAP_MS"),
+    "DB_PREPARE": config.get_bool("MATRIX_DB_PREPARE"),  # matrixsrv.rawsql.PreparedStatements
     "SERVE_STATIC": config.get_bool("MATRIX_SERVE_STATIC"),
     "TURN": config.turn(),  # GET /voip/turnServer; None: no TURN server configured
     # Operations (matrixsrv/health.py, matrixsrv/metrics_views.py)
