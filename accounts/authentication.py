@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication
 
 from accounts.actions import record_device_seen
 from accounts.models import AccessToken, User
-from accounts.selectors import find_access_token
+from accounts.selectors import access_token_read, find_access_token
 from matrixsrv.errors import MissingToken, UnknownToken
 from matrixsrv.http import client_ip
+from matrixsrv.rawsql import Read, run_reads
 
 
 def token_from_request(request: HttpRequest) -> str | None:
@@ -30,7 +34,20 @@ def authenticate_request(request: HttpRequest, *, required: bool = True) -> Acce
         if required:
             raise MissingToken()
         return None
-    row = find_access_token(token)
+    return _accepted(find_access_token(token), request)
+
+
+def authenticate_with_reads(request: HttpRequest, reads: Sequence[Read[Any]]) -> tuple[AccessToken, list[Any]]:
+    """``authenticate_request`` and ``reads``, in one round trip (``rawsql.run_reads``); the reads are
+    made whatever the token turns out to be, and their results returned only with a good one."""
+    token = token_from_request(request)
+    if token is None:
+        raise MissingToken()
+    row, *found = run_reads([access_token_read(token), *reads])
+    return _accepted(row, request), found
+
+
+def _accepted(row: AccessToken | None, request: HttpRequest) -> AccessToken:
     if row is None:
         raise UnknownToken()
     record_device_seen(row.device, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT"))

@@ -7,7 +7,7 @@ order, events/stream.py).
 
 The number of queries is constant in the number of rooms (measured in tests/api/test_sync_api.py):
 
-1. the stream head;
+1. the stream head (on the /sync route, with the access token: one round trip);
 2. the user's memberships, with their rooms and membership events;
 3. the user's membership history in the rooms that have news (history visibility, "was the user
    joined at ``since``?");
@@ -27,18 +27,19 @@ The number of queries is constant in the number of rooms (measured in tests/api/
 11. presence (``presence.selectors``, one UNION ALL, made on every sync): the user's own row, the
     room-mates' rows changed after ``since`` (or new room-mates, or due changes), and the earliest
     instant a room-mate's presence changes by itself;
-12. the unread notification counts of the joined rooms in the answer, grouped by room and thread
-    (``push.selectors.load_unread_counts``; not made when no joined room is in the answer).
+12. the unread notification counts of the joined rooms the answer may hold, grouped by room and
+    thread (``push.selectors.unread_counts_read``, with the timelines; not made without such rooms).
 
 A query whose input is empty is not made, so an empty incremental sync costs three queries (head,
 account data, memberships; four with the access token's), and one with a few new events per room
-five (six).
+five (six). On PostgreSQL these are three and four round trips, the token's included, and the
+statements are prepared ones (``rawsql.PreparedStatements``).
 
 Several syncs are answered together (``build_sync_responses``; the long-polls one message wakes,
 sync/batch.py): each request's builder (``_build``) is a generator that yields the reads it needs
 next, and the reads of every builder at one step go to the database as one batch (one round trip on
 PostgreSQL: head, then account data / E2EE / memberships, then visibility / ephemeral / presence,
-then timelines, then unread counts). Reads of one kind for several users become one statement
+then timelines with unread counts). Reads of one kind for several users become one statement
 (``rawsql.InMerge``), identical statements run once, and the statements that would name the user
 only to filter (room-mates' presence, receipts) don't, so the waiters of one room share them. Each
 answer is exactly what the request would get alone, at the batch's head (tests/api/test_sync_batch.py).
@@ -92,7 +93,7 @@ from events.pdu import Membership as M
 from events.stream import STREAM_HEAD_TABLE
 from events.timeline import RoomVisibility, event_filter_q, room_visibilities_read
 from matrixsrv.errors import NotFound
-from matrixsrv.rawsql import InMerge, Read, columns, fetch_one, instance, json_value, run_reads
+from matrixsrv.rawsql import InMerge, Read, columns, instance, json_value, run_read, run_reads
 from presence.rules import PresenceRecord
 from presence.selectors import sync_presence_reads
 from push.selectors import NO_UNREAD, unread_counts_read
@@ -219,8 +220,9 @@ def build_sync_response(
     since: int | None,
     sync_filter: Filter,
     full_state: bool = False,
+    head: tuple[int, int] | None = None,
 ) -> SyncResult:
-    result = build_sync_responses([SyncRequest(user, device_pk, since, sync_filter, full_state)])[0]
+    result = build_sync_responses([SyncRequest(user, device_pk, since, sync_filter, full_state)], head)[0]
     if isinstance(result, BaseException):
         raise result
     return result
@@ -230,14 +232,17 @@ def build_sync_response(
 _Step = Generator[list[Read[Any]], list[Any], SyncResult]
 
 
-def build_sync_responses(requests: Sequence[SyncRequest]) -> list[SyncResult | BaseException]:
+def build_sync_responses(
+    requests: Sequence[SyncRequest], head: tuple[int, int] | None = None
+) -> list[SyncResult | BaseException]:
     """The answers to several /syncs at one stream head, read together: each request's builder
     (``_build``) yields the statements it needs next, and every builder's statements of a step go
     to the database as one batch (``rawsql.run_reads``: one round trip on PostgreSQL). The long-polls
-    one event wakes are answered this way (sync/batch.py): four or five round trips for all of them,
+    one event wakes are answered this way (sync/batch.py): four round trips for all of them,
     instead of about ten per request. A request whose builder raises gets its exception, the others
-    their answers. The stream head is read once: every answer ends at the same position."""
-    head, last_change = _head()
+    their answers. The stream head is read once (``head``: already read, with ``head_read``): every
+    answer ends at the same position."""
+    head, last_change = head if head is not None else run_read(head_read())
     now_ms = int(time.time() * 1000)  # one instant for the batch: statements that don't name a user match
     results: list[SyncResult | BaseException | None] = [None] * len(requests)
     waiting: dict[int, tuple[_Step, list[Read[Any]]]] = {}
@@ -274,13 +279,17 @@ def _head_sql() -> str:
     )
 
 
-def _head() -> tuple[int, int]:
+def head_read() -> Read[tuple[int, int]]:
     """The stream head (``events.stream.current_stream_position``) and, in the same statement (one
     snapshot), the newest position at or below it of a membership change or a device-list change:
     a sync from a ``since`` at or past it has no ``device_lists`` to report (``sync_e2ee_read``)."""
-    row = fetch_one(_head_sql(), ())
-    if row is None:
+    return Read(_head_sql(), [], _parse_head)
+
+
+def _parse_head(rows: list[tuple[Any, ...]]) -> tuple[int, int]:
+    if not rows:
         return 0, 0
+    row = rows[0]
     return int(row[0]), max(int(row[1] or 0), int(row[2] or 0))
 
 
@@ -347,16 +356,8 @@ def _build(request: SyncRequest, head: int, last_change: int, now_ms: int) -> _S
     ]
     knocks = [m for m in memberships if m.membership == M.KNOCK and (since is None or m.stream_pos > since)]
 
-    yield from _load_timelines(plans, timeline_filter, limit, ignored)
-    _load_heroes([p for p in plans if _sends_heroes(p)], user)
-
     def room_ephemeral(room_id: str) -> list[dict[str, Any]]:
         return [e for e in ephemeral.events.get(room_id, []) if ephemeral_filter.allows(event_type=e["type"])]
-    _load_state(plans, user, state_filter, lazy=lazy)
-
-    def fmt(event: Event) -> dict[str, Any]:
-        out = format_client_event(event, device_pk=device_pk, now_ms=now_ms, include_room_id=False)
-        return apply_event_fields(out, sync_filter.event_fields) if sync_filter.event_fields else out
 
     account_data_filter = room_filter.account_data
 
@@ -367,25 +368,39 @@ def _build(request: SyncRequest, head: int, last_change: int, now_ms: int) -> _S
             if account_data_filter.allows(event_type=e["type"], room_id=room_id)
         ]
 
-    rooms: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
     planned = {p.room_id for p in plans}
-    for m in memberships:  # joined rooms whose only news is the user's account data or ephemeral data
-        if (
-            m.membership == M.JOIN
-            and m.room_id not in planned
-            and ((data := room_account_data(m.room_id)) or room_ephemeral(m.room_id))
-        ):
-            rooms["join"][m.room_id] = {
-                "timeline": {"events": [], "limited": False, "prev_batch": f"s{head}"},
-                "state": {"events": []},
-                "account_data": {"events": data},
-                "ephemeral": {"events": room_ephemeral(m.room_id)},
-                "unread_notifications": {},
-                "summary": {
-                    "m.joined_member_count": m.room.joined_count,
-                    "m.invited_member_count": m.room.invited_count,
-                },
-            }
+    # Joined rooms whose only news is the user's account data or ephemeral data.
+    side_rooms = [
+        m
+        for m in memberships
+        if m.membership == M.JOIN
+        and m.room_id not in planned
+        and (room_account_data(m.room_id) or room_ephemeral(m.room_id))
+    ]
+    # The unread counts of every joined room the answer may hold, read with the timelines.
+    unread_rooms = sorted({p.room_id for p in plans if p.section == "join"} | {m.room_id for m in side_rooms})
+    unread = [unread_counts_read(user_pk=user.pk, room_ids=unread_rooms, head=head)] if unread_rooms else []
+    unread_counts = yield from _load_timelines(plans, timeline_filter, limit, ignored, also=unread)
+    _load_heroes([p for p in plans if _sends_heroes(p)], user)
+    _load_state(plans, user, state_filter, lazy=lazy)
+
+    def fmt(event: Event) -> dict[str, Any]:
+        out = format_client_event(event, device_pk=device_pk, now_ms=now_ms, include_room_id=False)
+        return apply_event_fields(out, sync_filter.event_fields) if sync_filter.event_fields else out
+
+    rooms: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
+    for m in side_rooms:
+        rooms["join"][m.room_id] = {
+            "timeline": {"events": [], "limited": False, "prev_batch": f"s{head}"},
+            "state": {"events": []},
+            "account_data": {"events": room_account_data(m.room_id)},
+            "ephemeral": {"events": room_ephemeral(m.room_id)},
+            "unread_notifications": {},
+            "summary": {
+                "m.joined_member_count": m.room.joined_count,
+                "m.invited_member_count": m.room.invited_count,
+            },
+        }
     for plan in plans:
         data = room_account_data(plan.room_id)
         if (
@@ -411,8 +426,8 @@ def _build(request: SyncRequest, head: int, last_change: int, now_ms: int) -> _S
             entry["unread_notifications"] = {}
             entry["summary"] = _summary(plan)
         rooms[plan.section][plan.room_id] = entry
-    threaded = timeline_filter.unread_thread_notifications
-    yield from _add_unread_counts(rooms["join"], user, head, threaded=threaded)
+    _add_unread_counts(rooms["join"], unread_counts[0] if unread_counts else {},
+                       threaded=timeline_filter.unread_thread_notifications)
     if invites or knocks:
         stripped = _stripped_state([m.room_id for m in invites + knocks])
         for m in invites:
@@ -474,13 +489,18 @@ def add_own_presence(result: SyncResult, *, pos: int, event: dict[str, Any], syn
     return True
 
 
+# What /sync reads of a user's memberships and their rooms (the other fields are deferred).
+_MEMBERSHIP_FIELDS = ("id", "room_id", "membership", "event_id", "stream_pos", "forgotten")
+_ROOM_FIELDS = ("room_id", "name", "canonical_alias", "last_stream_pos", "joined_count", "invited_count")
+
+
 @cache
 def _memberships_sql(merged: bool = False) -> str:
     """One user's memberships; ``merged``: those of the users ``{keys}``, each row led by its user."""
     m, r, e = (model._meta.db_table for model in (Membership, Room, Event))
     return (
-        f"SELECT {f'{m}.user_id, ' if merged else ''}{columns(Membership)[1]}, {columns(Room)[1]}, "
-        f"{columns(Event)[1]} FROM {m} JOIN {r} ON {r}.room_id = {m}.room_id "
+        f"SELECT {f'{m}.user_id, ' if merged else ''}{columns(Membership, _MEMBERSHIP_FIELDS)[1]}, "
+        f"{columns(Room, _ROOM_FIELDS)[1]}, {columns(Event)[1]} FROM {m} JOIN {r} ON {r}.room_id = {m}.room_id "
         f"LEFT JOIN {e} ON {e}.id = {m}.event_id AND {m}.membership IN ('{M.INVITE}', '{M.KNOCK}') "
         f"WHERE {m}.user_id {'IN ({keys})' if merged else '= %s'}"
     )
@@ -490,7 +510,8 @@ def _memberships_read(user_pk: int) -> Read[list[Membership]]:
     """Query 2: the user's memberships with their rooms, and the membership event where the answer
     shows it (invites and knocks: stripped state, the inviter). Hand-written (matrixsrv/rawsql.py):
     on every sync, where the ORM's compilation and three model instances per room cost more than
-    the query. A joined room's event is not read (``m.event`` would be one more query: unused)."""
+    the query; only the fields a sync reads (``_MEMBERSHIP_FIELDS``, ``_ROOM_FIELDS``). A joined
+    room's event is not read (``m.event`` would be one more query: unused)."""
     return Read(
         _memberships_sql(), [user_pk], _parse_memberships, InMerge(_memberships_sql(merged=True)), user_pk
     )
@@ -499,8 +520,8 @@ def _memberships_read(user_pk: int) -> Read[list[Membership]]:
 def _parse_memberships(rows: list[tuple[Any, ...]]) -> list[Membership]:
     out = []
     for row in rows:
-        membership, i = instance(Membership, row)
-        membership.room, i = instance(Room, row, i)
+        membership, i = instance(Membership, row, 0, _MEMBERSHIP_FIELDS)
+        membership.room, i = instance(Room, row, i, _ROOM_FIELDS)
         if row[i] is not None:
             membership.event = instance(Event, row, i)[0]
         out.append(membership)
@@ -556,15 +577,11 @@ def _parse_account_data(user: User, since: int | None, head: int, raw: list[tupl
     return global_data, room_data, ignored
 
 
-def _add_unread_counts(
-    joined: dict[str, dict[str, Any]], user: User, head: int, *, threaded: bool
-) -> Generator[list[Read[Any]], list[Any], None]:
+def _add_unread_counts(joined: dict[str, dict[str, Any]], counts: dict[str, Any], *, threaded: bool) -> None:
     """``unread_notifications`` (and, when the filter asks, ``unread_thread_notifications``) of the
-    joined rooms in the answer: one grouped query (push.selectors.unread_counts_read), none without
-    rooms. A room in the answer because the user's own receipt moved gets its lowered counts here."""
-    if not joined:
-        return
-    (counts,) = yield [unread_counts_read(user_pk=user.pk, room_ids=sorted(joined), head=head)]
+    joined rooms in the answer, from ``counts`` (push.selectors.unread_counts_read, read with the
+    timelines for every joined room the answer may hold). A room in the answer because the user's own
+    receipt moved gets its lowered counts here."""
     for room_id, entry in joined.items():
         unread = counts.get(room_id, NO_UNREAD)
         if threaded:
@@ -663,29 +680,31 @@ def _load_timelines(
     timeline_filter: RoomEventFilter,
     limit: int,
     ignored: frozenset[str] = frozenset(),
-) -> Generator[list[Read[Any]], list[Any], None]:
+    also: list[Read[Any]] | None = None,
+) -> Generator[list[Read[Any]], list[Any], list[Any]]:
     """Every planned room's newest ``limit`` visible events in its window, in one windowed query.
     Non-state events of ``ignored`` senders are left out (in SQL: they don't count against the window).
+    ``also``: other reads to make in the same round trip; their results are returned.
 
     One more row than asked is read per room to know whether the timeline is ``limited``. Rows the
     user may not see (history visibility) are dropped afterwards; they count against the window, so
     a room with hidden history may show fewer events, with ``limited`` set and a ``prev_batch``
     that pages on through /messages (which skips the hidden events).
     """
+    also = also or []
     filter_q = event_filter_q(timeline_filter)
     wanted = [p for p in plans if timeline_filter.matches_room(p.room_id)]
-    if limit == 0 or filter_q is None:
+    if limit == 0 or filter_q is None or not wanted:
         for plan in wanted:  # events happened in the window, none are shown
             plan.limited = limit == 0 and min(plan.upper, plan.room.last_stream_pos) > (plan.lower or 0)
-        return
-    if not wanted:
-        return
+        return (yield also) if also else []
     unfiltered = timeline_filter.is_unrestricted
     windows = [(p.room_id, p.lower, p.upper) for p in wanted]
+    rows: Iterable[Event]
     if not filter_q:  # no type, sender or URL condition (the common case): hand-written, built here
-        rows: Iterable[Event]
-        (rows,) = yield [_timeline_read(windows, limit + 1, ignored)]
+        rows, *found = yield [_timeline_read(windows, limit + 1, ignored), *also]
     else:
+        found = (yield also) if also else []
         if ignored:
             filter_q &= ~Q(sender__in=sorted(ignored), state_key__isnull=True)
         rows = (
@@ -704,6 +723,7 @@ def _load_timelines(
             events = events[-limit:]
         plan.timeline = [e for e in events if plan.visibility.can_see(e) and _allows(timeline_filter, e)]
         plan.complete = unfiltered and not plan.limited and len(plan.timeline) == len(events)
+    return found
 
 
 def _timeline_read(

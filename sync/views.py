@@ -4,6 +4,7 @@ waits) and the filter API."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -15,9 +16,8 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.authentication import authenticate_request
+from accounts.authentication import authenticate_with_reads
 from ephemeral.actions import expire_typing
-from events.stream import current_stream_position
 from matrixsrv.errors import Forbidden, InvalidParam, MatrixError, NotFound, UnsupportedMethod
 from matrixsrv.exception_handler import matrix_error_response
 from matrixsrv.http import json_object
@@ -33,6 +33,7 @@ from sync.selectors import (
     build_sync_response,
     build_sync_responses,
     find_filter_definition,
+    head_read,
     load_filter,
 )
 from sync import quiet
@@ -97,36 +98,26 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
     try:
         params = request.GET
         # A long-poll also needs the stream head, for the read it may skip (sync/quiet.py): read in
-        # the same thread as the token. 401 before any parameter is validated.
+        # the same thread as the token. A sync answered at once is read in that thread too. 401 before
+        # any parameter is validated.
         long_poll = params.get("since") and params.get("timeout") not in (None, "", "0")
-        if long_poll and params.get("full_state") != "true":
-            token, head_at_auth = await run_db(_authenticate_with_head, request)
-        else:
-            token, head_at_auth = await run_db(authenticate_request, request), None
-        assert token is not None
-        raw_since = params.get("since")
-        since = StreamToken.parse(raw_since).pos if raw_since else None
-        timeout_s = _parse_timeout_s(params.get("timeout"))
-        full_state = _parse_bool(params.get("full_state"), "full_state")
-        set_presence = params.get("set_presence")
-        if set_presence is not None and set_presence not in PRESENCE_STATES:
-            raise InvalidParam("'set_presence' must be online, offline or unavailable")
-        user, device_pk = token.user, token.device_id
-        raw_filter = params.get("filter")
+        if not long_poll or params.get("full_state") == "true":
+            token, query, sync_filter, result = await run_db(_authenticate_and_read, request)
+            if not await _record_presence(
+                token.user, query.set_presence or presence_rules.ONLINE, 0, result, sync_filter
+            ):
+                result = await run_db(build_sync_response, **query.read_args(token, sync_filter))
+            await _announce_expired_typing(result)
+            return JsonResponse(result.body)
+        token, head_at_auth = await run_db(_authenticate_with_head, request)
+        query = _parse_query(params)
+        user, device_pk, since, timeout_s = token.user, token.device_id, query.since, query.timeout_s
+        set_presence, raw_filter = query.set_presence, query.raw_filter
+        assert since is not None  # (timeout=00 or a cap of 0: no wait, through the same code)
         if not raw_filter or raw_filter.lstrip().startswith("{"):  # inline or none: no query, no thread
             sync_filter = load_filter(user, raw_filter)
         else:
             sync_filter = await run_db(load_filter, user, raw_filter)
-        if since is None or full_state or timeout_s <= 0:
-            result = await run_db(build_sync_response, user=user, device_pk=device_pk, since=since,
-                                  sync_filter=sync_filter, full_state=full_state)
-            if not await _record_presence(
-                user, set_presence or presence_rules.ONLINE, 0, result, sync_filter
-            ):
-                result = await run_db(build_sync_response, user=user, device_pk=device_pk, since=since,
-                                      sync_filter=sync_filter, full_state=full_state)
-            await _announce_expired_typing(result)
-            return JsonResponse(result.body)
         deadline = time.monotonic() + timeout_s
         quiet_key = (token.token_hash, raw_filter or "")
         async with get_notifier().listen(user.pk) as waiter:  # subscribed before the first read
@@ -172,7 +163,46 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
 
 
 def _authenticate_with_head(request: HttpRequest) -> tuple[Any, int]:
-    return authenticate_request(request), current_stream_position()
+    token, ((head, _),) = authenticate_with_reads(request, [head_read()])  # one round trip
+    return token, head
+
+
+@dataclass(frozen=True)
+class _Query:
+    """/sync's query parameters, parsed (the filter is loaded with the access token's user)."""
+
+    since: int | None
+    timeout_s: float
+    full_state: bool
+    set_presence: str | None
+    raw_filter: str | None
+
+    def read_args(self, token: Any, sync_filter: Filter) -> dict[str, Any]:
+        return {"user": token.user, "device_pk": token.device_id, "since": self.since,
+                "sync_filter": sync_filter, "full_state": self.full_state}
+
+
+def _parse_query(params: Any) -> _Query:
+    raw_since = params.get("since")
+    set_presence = params.get("set_presence")
+    if set_presence is not None and set_presence not in PRESENCE_STATES:
+        raise InvalidParam("'set_presence' must be online, offline or unavailable")
+    return _Query(
+        since=StreamToken.parse(raw_since).pos if raw_since else None,
+        timeout_s=_parse_timeout_s(params.get("timeout")),
+        full_state=_parse_bool(params.get("full_state"), "full_state"),
+        set_presence=set_presence,
+        raw_filter=params.get("filter"),
+    )
+
+
+def _authenticate_and_read(request: HttpRequest) -> tuple[Any, _Query, Filter, SyncResult]:
+    """A sync answered at once (initial, ``full_state``, no ``timeout``), in one thread: the access
+    token, the parameters, the filter and the answer."""
+    token, (head,) = authenticate_with_reads(request, [head_read()])  # one round trip
+    query = _parse_query(request.GET)
+    sync_filter = load_filter(token.user, query.raw_filter)
+    return token, query, sync_filter, build_sync_response(**query.read_args(token, sync_filter), head=head)
 
 
 def _quiet_result(key: tuple[str, str], since: int, head: int | None, newest_woken: int) -> SyncResult | None:
