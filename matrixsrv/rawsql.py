@@ -19,7 +19,7 @@ from functools import cache
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.models import Model
 from django.db.models.base import ModelState
 
@@ -74,16 +74,19 @@ def instance(
     names, _ = columns(model, only)
     end = start + len(names)
     values = list(row[start:end])
-    for i, col, converters in _converters(model, only):
-        value = values[i]
-        for converter in converters:
-            value = converter(value, col, connection)
-        values[i] = value
+    to_convert = _converters(model, only)
+    if to_convert:
+        db = connections[DEFAULT_DB_ALIAS]  # once (the ``connection`` proxy costs a lookup per use)
+        for i, col, converters in to_convert:
+            value = values[i]
+            for converter in converters:
+                value = converter(value, col, db)
+            values[i] = value
     obj = model.__new__(model)
     obj.__dict__.update(zip(names, values))
     state = obj._state = ModelState()
     state.adding = False
-    state.db = connection.alias
+    state.db = DEFAULT_DB_ALIAS  # the one database these statements run on
     return obj, end
 
 
@@ -93,14 +96,16 @@ def json_value(value: Any) -> Any:
 
 
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
-    with connection.cursor() as cur:
-        _execute(cur, [(sql, params)])
+    db = connections[DEFAULT_DB_ALIAS]
+    with db.cursor() as cur:
+        _execute(db, cur, [(sql, params)])
         return cur.fetchone()
 
 
 def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cur:
-        _execute(cur, [(sql, params)])
+    db = connections[DEFAULT_DB_ALIAS]
+    with db.cursor() as cur:
+        _execute(db, cur, [(sql, params)])
         return cur.fetchall()
 
 
@@ -111,28 +116,35 @@ def run_batch(statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tupl
     UPDATE`` sees what the lock's previous holder committed; the first error aborts the rest (and the
     transaction). Parameters are merged into one string: no literal ``%`` in these statements.
     On SQLite one execute each. Reads and writes alike: the one write path batches its writes."""
-    with connection.cursor() as cur:
-        if connection.vendor != "postgresql":
+    db = connections[DEFAULT_DB_ALIAS]
+    with db.cursor() as cur:
+        if db.vendor != "postgresql":
             out = []
             for sql, params in statements:
                 cur.execute(sql, params)
                 out.append(cur.fetchall() if cur.description is not None else [])
             return out
-        _execute(cur, statements)
-        out = [cur.fetchall() if cur.description is not None else []]
-        while cur.nextset():
-            out.append(cur.fetchall() if cur.description is not None else [])
+        _execute(db, cur, statements)
+        # Every result has arrived with the execute (errors raised there): read them off psycopg's
+        # cursor, without Django's wrapper, and without building column descriptions to tell rows.
+        results = cur.cursor
+        out = [results.fetchall() if results.pgresult.status == TUPLES_OK else []]
+        while results.nextset():
+            out.append(results.fetchall() if results.pgresult.status == TUPLES_OK else [])
         return out
 
 
-def _execute(cur: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+TUPLES_OK = 2  # psycopg.pq.ExecStatus.TUPLES_OK: a statement's result holds rows (maybe none)
+
+
+def _execute(db: Any, cur: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
     """Send ``statements`` (one simple query on PostgreSQL), as prepared statements where they are
     (``PreparedStatements``)."""
-    if connection.vendor != "postgresql":
+    if db.vendor != "postgresql":
         ((sql, params),) = statements
         cur.execute(sql, params)
         return
-    prepared = PreparedStatements.of(cur) if settings.MATRIX.get("DB_PREPARE", True) else None
+    prepared = PreparedStatements.of(db, cur) if settings.MATRIX.get("DB_PREPARE", True) else None
     if prepared is None:
         # Each statement's parameters merged on its own (psycopg caches the parse of a statement with
         # at most 50 parameters, not of the batch), then the batch sent without parameters.
@@ -142,11 +154,16 @@ def _execute(cur: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
     try:
         cur.execute("; ".join(texts))
     except DatabaseError as exc:
-        if connection.in_atomic_block or not prepared.lost(exc):
+        if db.in_atomic_block or not prepared.lost(exc):
             raise
         # The server forgot them (a DISCARD, a schema change under a plan): once more without.
         cur.execute("; ".join(cur.cursor.mogrify(sql, params or None) for sql, params in statements))
 
+
+# A statement ending with this is never prepared: PostgreSQL plans it for its parameters each time,
+# where a generic plan can't know what matters (the length of an array parameter, say) and may be
+# several times slower, notably while the tables have no statistics yet (no ANALYZE).
+PLANNED_EACH_TIME = " /* planned each time */"
 
 # An array element that needs no quotes or escapes in an array literal ('{a,b}'): no comma, brace,
 # quote, backslash or space, and not the word NULL.
@@ -177,7 +194,8 @@ class PreparedStatements:
     _counter = itertools.count()
     _lock = threading.Lock()
 
-    def __init__(self, cur: Any) -> None:
+    def __init__(self, db: Any, cur: Any) -> None:
+        self.db = db
         self.cursor = cur.cursor  # psycopg's cursor (client-side binding)
         self.names: dict[str, str] = {}
         # Backslashes are plain characters in '...' (the default since PostgreSQL 9.1): ``_literal``
@@ -186,13 +204,14 @@ class PreparedStatements:
         self.plain_strings = info.parameter_status("standard_conforming_strings") == "on"
 
     @classmethod
-    def of(cls, cur: Any) -> PreparedStatements:
+    def of(cls, db: Any, cur: Any) -> PreparedStatements:
+        """The registry of the connection under ``cur`` (a cursor of Django's connection ``db``)."""
         raw = cur.cursor.connection
         with cls._lock:
             registry = cls._registries.get(raw)
             if registry is None:
-                registry = cls._registries[raw] = cls(cur)
-        registry.cursor = cur.cursor
+                registry = cls._registries[raw] = cls(db, cur)
+        registry.db, registry.cursor = db, cur.cursor
         return registry
 
     def text(self, sql: str, params: Sequence[Any]) -> str:
@@ -221,7 +240,9 @@ class PreparedStatements:
         return self.cursor.mogrify("%s", (value,))
 
     def _due(self, sql: str) -> bool:
-        if sql in self._unpreparable or connection.in_atomic_block or "%%" in sql or "%(" in sql:
+        if sql.endswith(PLANNED_EACH_TIME) or sql in self._unpreparable or self.db.in_atomic_block:
+            return False
+        if "%%" in sql or "%(" in sql:
             return False
         with self._lock:
             if len(self._seen) >= self.MAX_SEEN:

@@ -11,7 +11,7 @@ from django.db import connection
 
 from accounts.models import User
 from matrixsrv.errors import Forbidden, NotFound
-from matrixsrv.rawsql import InMerge, Read, fetch_all, fetch_one, marks, one_of
+from matrixsrv.rawsql import PLANNED_EACH_TIME, InMerge, Read, fetch_all, fetch_one, marks, one_of
 from presence import rules
 from presence.models import Presence
 from rooms.models import Membership
@@ -198,7 +198,8 @@ def _mates_sql(*, initial: bool, any_new_rooms: bool) -> str:
         f"SELECT {_NEXT_DUE}, 0, '', '', NULL, 0, 0, MIN({due}), 0 FROM {n['presence']} p "
         f"WHERE {due} > %s AND p.{n['p_user_id']} IN ({mates})"
     )
-    return f"{rows} UNION ALL {next_due}"
+    # Planned each time: the generic plan for "members of these rooms" (an array) was 3x slower.
+    return f"{rows} UNION ALL {next_due}{PLANNED_EACH_TIME}"
 
 
 def get_presence(*, viewer: User, user_id: str, now_ms: int) -> dict[str, Any]:

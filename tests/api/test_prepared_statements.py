@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from django.db import connection, transaction
 
-from matrixsrv.rawsql import PreparedStatements, fetch_all, fetch_one, run_batch
+from matrixsrv.rawsql import PLANNED_EACH_TIME, PreparedStatements, fetch_all, fetch_one, run_batch
 from tests.api.test_sync_batch import _stable
 from tests.matrix_client import MatrixClient
 from tests.rooms_helpers import joined_room_with
@@ -43,7 +43,7 @@ def _forget_everything() -> None:
     PreparedStatements._unpreparable.clear()
     with connection.cursor() as cur:
         cur.execute("DEALLOCATE ALL")
-        PreparedStatements.of(cur).names.clear()
+        PreparedStatements.of(connection, cur).names.clear()
 
 
 @pytest.fixture
@@ -92,6 +92,13 @@ def test_a_statement_postgresql_cannot_prepare_runs_plain(fresh: None) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_statement_marked_planned_each_time_is_never_prepared(fresh: None) -> None:
+    sql = f"SELECT COUNT(*) FROM accounts_user WHERE id > %s{PLANNED_EACH_TIME}"
+    assert [fetch_one(sql, [0]) for _ in range(3)] == [(0,)] * 3
+    assert not _prepared_here()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_statements_the_server_forgot_run_plain_and_are_prepared_again(fresh: None) -> None:
     sql = "SELECT COUNT(*) FROM accounts_user WHERE id > %s"
     assert fetch_one(sql, [0]) == fetch_one(sql, [0])  # the second one prepared it
@@ -136,7 +143,7 @@ def test_off_prepares_nothing(settings: Any) -> None:
 )
 def test_a_literal_means_what_psycopg_would_send(value: Any) -> None:
     with connection.cursor() as cur:
-        mine = PreparedStatements.of(cur)._literal(value)
+        mine = PreparedStatements.of(connection, cur)._literal(value)
         theirs = cur.cursor.mogrify("%s", (value,))
         cast = "text[]" if isinstance(value, list) else "text"
         cur.execute(f"SELECT ({mine})::{cast} IS NOT DISTINCT FROM ({theirs})::{cast}")
