@@ -76,6 +76,13 @@ class RoomVisibility:
     memberships: tuple[str | None, ...]  # ... and the membership each set
     last_join_pos: int | None  # the newest of them that is a join
 
+    @classmethod
+    def joined_throughout(cls, room_id: str, user_mxid: str, join_pos: int) -> RoomVisibility:
+        """A user whose current membership is the join at ``join_pos``: they see every event after it,
+        which this describes without their membership history (so only for events after
+        ``join_pos``: /sync's rooms joined since before ``since``)."""
+        return cls(room_id, user_mxid, (join_pos,), (M.JOIN,), join_pos)
+
     @property
     def current_membership(self) -> str | None:
         return self.memberships[-1] if self.memberships else None

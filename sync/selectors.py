@@ -10,7 +10,7 @@ The number of queries is constant in the number of rooms (measured in tests/api/
 1. the stream head (on the /sync route, with the access token: one round trip);
 2. the user's memberships, with their rooms and membership events;
 3. the user's membership history in the rooms that have news (history visibility, "was the user
-   joined at ``since``?");
+   joined at ``since``?"), but for rooms they have been joined to since before ``since``;
 4. every room's timeline, in one windowed query (``ROW_NUMBER() OVER (PARTITION BY room)``);
 5. heroes of the unnamed rooms whose summary is sent;
 6. the current state of the rooms that get their full state;
@@ -32,8 +32,13 @@ The number of queries is constant in the number of rooms (measured in tests/api/
 
 A query whose input is empty is not made, so an empty incremental sync costs three queries (head,
 account data, memberships; four with the access token's), and one with a few new events per room
-five (six). On PostgreSQL these are three and four round trips, the token's included, and the
-statements are prepared ones (``rawsql.PreparedStatements``).
+five (six). On PostgreSQL, statements go in batches, one round trip each, as prepared statements
+(``rawsql.PreparedStatements``): the token with the head; account data, E2EE and memberships; the
+membership histories, ephemeral data and presence; the timelines with the unread counts. A worker
+remembers each user's joined rooms from their last sync and sends the reads that depend on them
+(ephemeral, presence) with the memberships' read, to be read again only if the rooms changed: an
+incremental sync is then two round trips without news and three with news
+(tests/api/test_sync_round_trips.py).
 
 Several syncs are answered together (``build_sync_responses``; the long-polls one message wakes,
 sync/batch.py): each request's builder (``_build``) is a generator that yields the reads it needs
@@ -66,7 +71,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, partial, reduce
 from operator import or_
@@ -95,7 +100,7 @@ from events.timeline import RoomVisibility, event_filter_q, room_visibilities_re
 from matrixsrv.errors import NotFound
 from matrixsrv.rawsql import InMerge, Read, columns, instance, json_value, run_read, run_reads
 from presence.rules import PresenceRecord
-from presence.selectors import sync_presence_reads
+from presence.selectors import SyncPresence, sync_presence_reads
 from push.selectors import NO_UNREAD, unread_counts_read
 from rooms.models import Membership, Room
 from sync.filters import Filter, RoomEventFilter, apply_event_fields, parse_filter, parse_filter_json
@@ -305,45 +310,45 @@ def _build(request: SyncRequest, head: int, last_change: int, now_ms: int) -> _S
     limit = timeline_filter.limit_or(DEFAULT_TIMELINE_LIMIT, cap=MAX_TIMELINE_LIMIT)
     lazy = state_filter.lazy_load_members or timeline_filter.lazy_load_members
 
-    (global_data, room_data, ignored), e2ee, all_memberships = yield [
+    # The reads that depend on the user's joined rooms (ephemeral, presence) go with the memberships'
+    # read when this worker knows the rooms from the user's previous sync; they count only if the
+    # rooms turn out the same (the same statements with the same parameters), else they are made in
+    # the next round trip, as without a guess (``_room_reads``).
+    guessed, _ = _room_reads(request, since, head, now_ms, _JOINED_ROOMS.get(user.pk) if _guess_rooms() else None)
+    (global_data, room_data, ignored), e2ee, all_memberships, *guessed_rows = yield [
         _account_data_read(user, since, head),
         sync_e2ee_read(  # E2EE: one query
             user=user, device_pk=device_pk, since=since, head=head,
             device_lists=since is not None and last_change > since,
         ),
         _memberships_read(user.pk),
+        *(read._replace(parse=list) for read in guessed),  # raw rows: parsed below, knowing ``ignored``
     ]
+    joined_rooms = tuple((m.room_id, m.stream_pos) for m in all_memberships if m.membership == M.JOIN)
+    _remember_joined_rooms(user.pk, joined_rooms)
     # To-device messages at or below ``since`` were delivered (acknowledged): deleted.
     if e2ee.acknowledged and device_pk is not None and since is not None:
         ToDeviceMessage.objects.acknowledge(device_pk=device_pk, upto=since)
     memberships = [m for m in all_memberships if room_filter.matches_room(m.room_id)]
     candidates = _rooms_with_news(memberships, since, full_state, room_filter.include_leave)
-    joined_ids = [m.room_id for m in memberships if m.membership == M.JOIN]
     ephemeral_filter = room_filter.ephemeral
-    presence_reads, presence_of = sync_presence_reads(
-        user_pk=user.pk,
-        joined_room_ids=joined_ids,
-        new_room_ids=[
-            m.room_id
-            for m in memberships
-            if m.membership == M.JOIN and since is not None and m.stream_pos > since
-        ],
-        since=since,
-        head=head,
-        now_ms=now_ms,
-        presence_filter=sync_filter.presence,
+    # A room the user has been joined to since before ``since``: every event after ``since`` is
+    # visible to them, no need to read their membership history there.
+    throughout = {
+        m.room_id: RoomVisibility.joined_throughout(m.room_id, user.mxid, m.stream_pos)
+        for m in candidates
+        if m.membership == M.JOIN and since is not None and m.stream_pos <= since
+    }
+    visibility_read = room_visibilities_read(user.mxid, [m.room_id for m in candidates if m.room_id not in throughout])
+    room_reads, presence_of = _room_reads(request, since, head, now_ms, joined_rooms, ignored)
+    early = {_identity(read): rows for read, rows in zip(guessed, guessed_rows)}
+    missing = [read for read in room_reads if _identity(read) not in early]
+    late = iter(
+        (yield [visibility_read, *missing]) if visibility_read.sql or missing else [visibility_read.parse([])]
     )
-    visibilities, ephemeral, *presence_rows = yield [
-        room_visibilities_read(user.mxid, [m.room_id for m in candidates]),
-        room_ephemeral_read(
-            user_mxid=user.mxid,
-            room_ids=[room_id for room_id in joined_ids if ephemeral_filter.matches_room(room_id)],
-            since=since,
-            head=head,
-            now_ms=now_ms,
-            ignored=ignored,
-        ),
-        *presence_reads,
+    visibilities = {**throughout, **next(late)}
+    ephemeral, *presence_rows = [
+        read.parse(early[_identity(read)]) if _identity(read) in early else next(late) for read in room_reads
     ]
     presence = presence_of(presence_rows)
     plans = _plan_rooms(candidates, visibilities, since, head, full_state)
@@ -468,6 +473,63 @@ def _build(request: SyncRequest, head: int, last_change: int, now_ms: int) -> _S
         overdue_presence=presence.overdue,
         own_presence=presence.own,
     )
+
+
+# Per worker: each user's joined rooms (and the positions of their joins) as their latest sync here
+# found them, to make the reads that depend on them one round trip earlier next time (``_build``).
+_JOINED_ROOMS: dict[int, tuple[tuple[str, int], ...]] = {}
+_MAX_REMEMBERED = 100_000
+
+
+def _guess_rooms() -> bool:
+    """Worth it where reads go in one round trip (PostgreSQL); on SQLite each is its own execute."""
+    return connection.vendor == "postgresql"
+
+
+def _remember_joined_rooms(user_pk: int, rooms: tuple[tuple[str, int], ...]) -> None:
+    if len(_JOINED_ROOMS) >= _MAX_REMEMBERED and user_pk not in _JOINED_ROOMS:
+        _JOINED_ROOMS.clear()
+    _JOINED_ROOMS[user_pk] = rooms
+
+
+def _room_reads(
+    request: SyncRequest,
+    since: int | None,
+    head: int,
+    now_ms: int,
+    joined_rooms: tuple[tuple[str, int], ...] | None,
+    ignored: frozenset[str] = frozenset(),
+) -> tuple[list[Read[Any]], Callable[[list[Any]], SyncPresence]]:
+    """The reads that depend on the user's joined rooms ((room, join position) pairs): the ephemeral
+    data of those the filter wants, then presence (``presence.selectors.sync_presence_reads``: the
+    user's own, the room-mates'), and what makes presence of the latter's results. None: no reads."""
+    if joined_rooms is None:
+        return [], lambda found: SyncPresence()
+    room_filter = request.sync_filter.room
+    joined = [(room_id, pos) for room_id, pos in joined_rooms if room_filter.matches_room(room_id)]
+    presence_reads, presence_of = sync_presence_reads(
+        user_pk=request.user.pk,
+        joined_room_ids=[room_id for room_id, _ in joined],
+        new_room_ids=[room_id for room_id, pos in joined if since is not None and pos > since],
+        since=since,
+        head=head,
+        now_ms=now_ms,
+        presence_filter=request.sync_filter.presence,
+    )
+    ephemeral = room_ephemeral_read(
+        user_mxid=request.user.mxid,
+        room_ids=[room_id for room_id, _ in joined if room_filter.ephemeral.matches_room(room_id)],
+        since=since,
+        head=head,
+        now_ms=now_ms,
+        ignored=ignored,
+    )
+    return [ephemeral, *presence_reads], presence_of
+
+
+def _identity(read: Read[Any]) -> tuple[Any, ...]:
+    """What a read's rows depend on: its statement, parameters and key (``_build``'s guesses)."""
+    return read.sql, tuple(tuple(p) if isinstance(p, list) else p for p in read.params), read.key
 
 
 def add_own_presence(result: SyncResult, *, pos: int, event: dict[str, Any], sync_filter: Filter) -> bool:

@@ -125,3 +125,44 @@ def test_own_membership_events_always_visible(membership: str | None) -> None:
 )
 def test_effective_history_visibility(value: object, expected: str) -> None:
     assert effective_history_visibility(value) == expected
+
+
+# -- RoomVisibility.joined_throughout (/sync's rooms joined since before ``since``) ------------------
+
+HISTORIES = [  # the user's membership events (position, membership), the last one their current join
+    [(10, J)],
+    [(5, I), (10, J)],
+    [(3, J), (6, L), (8, I), (10, J)],
+    [(2, K), (4, L), (7, J), (10, J)],  # a profile change: join after join
+    [(1, B), (5, L), (10, J)],
+]
+
+
+@pytest.mark.parametrize("history", HISTORIES)
+@pytest.mark.parametrize("visibility", ["world_readable", "shared", "invited", "joined", "bogus"])
+def test_joined_throughout_sees_what_the_full_history_sees_after_the_join(
+    history: list[tuple[int, str]], visibility: str
+) -> None:
+    from events.models import Event
+    from events.timeline import RoomVisibility
+
+    user = "@u:example.org"
+    full = RoomVisibility(
+        "!r:example.org", user, tuple(p for p, _ in history), tuple(m for _, m in history),
+        max(p for p, m in history if m == J),
+    )
+    join_pos = history[-1][0]
+    short = RoomVisibility.joined_throughout("!r:example.org", user, join_pos)
+    events = [
+        Event(stream_pos=pos, type="m.room.message", state_key=None, content={}, history_visibility=visibility)
+        for pos in (join_pos, join_pos + 1, join_pos + 50)
+    ] + [
+        Event(stream_pos=join_pos + 2, type="m.room.history_visibility", state_key="",
+              content={"history_visibility": "joined"}, history_visibility=visibility),
+        Event(stream_pos=join_pos + 3, type="m.room.member", state_key=user, content={"membership": J},
+              history_visibility=visibility),
+    ]
+    for event in events:
+        assert short.can_see(event) == full.can_see(event) is True, event.stream_pos
+    for pos in (join_pos, join_pos + 1, join_pos + 99):
+        assert short.membership_at(pos) == full.membership_at(pos) == J
