@@ -127,11 +127,11 @@ def unread_counts_read(*, user_pk: int, room_ids: list[str], head: int) -> Read[
     rooms = marks(len(room_ids))
     return Read(
         _unread_sql().format(rooms=rooms, user="= %s"),
-        [user_pk, *room_ids, head, *READ_RECEIPT_TYPES],
+        [head, *READ_RECEIPT_TYPES, user_pk, *room_ids],
         _parse_unread_counts,
         # users with the same rooms: one statement (the long-polls one message wakes)
         InMerge(_unread_sql(merged=True).format(rooms=rooms, user="IN ({keys})"),
-                after=(*room_ids, head, *READ_RECEIPT_TYPES)),
+                before=(head, *READ_RECEIPT_TYPES), after=tuple(room_ids)),
         user_pk,
     )
 
@@ -146,9 +146,11 @@ def _parse_unread_counts(rows: list[tuple[Any, ...]]) -> dict[str, UnreadCounts]
 @cache
 def _unread_sql(merged: bool = False) -> str:
     """``unread_counts_read``'s statement, ``{rooms}`` left for the rooms' placeholders and ``{user}``
-    for the user's condition. Params: the user, the rooms, ``head``, the read receipt types.
+    for the user's condition. Params: ``head``, the read receipt types, the user, the rooms.
     ``merged``: each row led by its user (several users: ``{user}`` is an ``IN``). The correlated
-    subquery is ``_read_upto``'s; the join on the membership row gives the user's current one."""
+    subquery is ``_read_upto``'s. From the user's membership rows (their current join), each room's
+    notifications after it (a LATERAL join: per (user, room) one range of the (user, room, position)
+    index, the order the planner also took before it had statistics, which it didn't always)."""
     quote = connection.ops.quote_name
 
     def names(model: Any) -> dict[str, str]:
@@ -163,15 +165,24 @@ def _unread_sql(merged: bool = False) -> str:
         f"AND r.{r['receipt_type']} IN ({', '.join(['%s'] * len(READ_RECEIPT_TYPES))}) "
         f"AND (r.{r['thread_id']} = '' OR r.{r['thread_id']} = a.{a['thread_id']})), 0)"
     )
-    user = f"a.{a['user_id']}, " if merged else ""
+    user = f"m.{m['user_id']}, " if merged else ""
+    notifications = (
+        f"a.{a['user_id']} = m.{m['user_id']} AND a.{a['room_id']} = m.{m['room_id']} "
+        f"AND a.{a['stream_pos']} <= %s AND a.{a['stream_pos']} > m.{m['stream_pos']} "
+        f"AND a.{a['stream_pos']} > {read_upto}"
+    )
+    if connection.vendor == "postgresql":
+        joined = (
+            f"JOIN LATERAL (SELECT a.{a['thread_id']}, a.{a['highlight']} FROM {t_action} a "
+            f"WHERE {notifications}) a ON TRUE"
+        )
+    else:  # no LATERAL in SQLite; the same conditions, in the same order
+        joined = f"JOIN {t_action} a ON {notifications}"
     return (
-        f"SELECT {user}a.{a['room_id']}, a.{a['thread_id']}, COUNT(*), "
-        f"COUNT(CASE WHEN a.{a['highlight']} THEN 1 END) "
-        f"FROM {t_action} a INNER JOIN {t_member} m "
-        f"ON m.{m['room_id']} = a.{a['room_id']} AND m.{m['user_id']} = a.{a['user_id']} "
-        f"WHERE a.{a['user_id']} {{user}} AND a.{a['room_id']} IN ({{rooms}}) AND a.{a['stream_pos']} <= %s "
-        f"AND a.{a['stream_pos']} > m.{m['stream_pos']} AND a.{a['stream_pos']} > {read_upto} "
-        f"GROUP BY {user}a.{a['room_id']}, a.{a['thread_id']}"
+        f"SELECT {user}m.{m['room_id']}, a.{a['thread_id']}, COUNT(*), "
+        f"COUNT(CASE WHEN a.{a['highlight']} THEN 1 END) FROM {t_member} m {joined} "
+        f"WHERE m.{m['user_id']} {{user}} AND m.{m['room_id']} IN ({{rooms}}) "
+        f"GROUP BY {user}m.{m['room_id']}, a.{a['thread_id']}"
     )
 
 

@@ -560,11 +560,18 @@ _ROOM_FIELDS = ("room_id", "name", "canonical_alias", "last_stream_pos", "joined
 def _memberships_sql(merged: bool = False) -> str:
     """One user's memberships; ``merged``: those of the users ``{keys}``, each row led by its user."""
     m, r, e = (model._meta.db_table for model in (Membership, Room, Event))
+    # The event by a LATERAL join: looked up by primary key for invites and knocks only (a plain LEFT
+    # JOIN was planned as a hash of the whole event table while the tables had no statistics; LIMIT 1
+    # keeps PostgreSQL from flattening it back into that join).
+    shown = f"{m}.membership IN ('{M.INVITE}', '{M.KNOCK}')"
+    if connection.vendor == "postgresql":
+        event = f"LEFT JOIN LATERAL (SELECT * FROM {e} WHERE {e}.id = {m}.event_id AND {shown} LIMIT 1) {e} ON TRUE"
+    else:  # no LATERAL in SQLite
+        event = f"LEFT JOIN {e} ON {e}.id = {m}.event_id AND {shown}"
     return (
         f"SELECT {f'{m}.user_id, ' if merged else ''}{columns(Membership, _MEMBERSHIP_FIELDS)[1]}, "
         f"{columns(Room, _ROOM_FIELDS)[1]}, {columns(Event)[1]} FROM {m} JOIN {r} ON {r}.room_id = {m}.room_id "
-        f"LEFT JOIN {e} ON {e}.id = {m}.event_id AND {m}.membership IN ('{M.INVITE}', '{M.KNOCK}') "
-        f"WHERE {m}.user_id {'IN ({keys})' if merged else '= %s'}"
+        f"{event} WHERE {m}.user_id {'IN ({keys})' if merged else '= %s'}"
     )
 
 
