@@ -37,7 +37,9 @@ def authenticate_request(request: HttpRequest, *, required: bool = True) -> Acce
     return _accepted(find_access_token(token), request)
 
 
-def authenticate_with_reads(request: HttpRequest, reads: Sequence[Read[Any]]) -> tuple[AccessToken, list[Any]]:
+def authenticate_with_reads(
+    request: HttpRequest, reads: Sequence[Read[Any]]
+) -> tuple[AccessToken, list[Any]]:
     """``authenticate_request`` and ``reads``, in one round trip (``rawsql.run_reads``); the reads are
     made whatever the token turns out to be, and their results returned only with a good one."""
     token = token_from_request(request)

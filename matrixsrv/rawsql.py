@@ -48,7 +48,9 @@ def _fields(model: type[Model], only: tuple[str, ...] | None) -> list[Any]:
 
 
 @cache
-def _converters(model: type[Model], only: tuple[str, ...] | None = None) -> tuple[tuple[int, Any, tuple[Any, ...]], ...]:
+def _converters(
+    model: type[Model], only: tuple[str, ...] | None = None
+) -> tuple[tuple[int, Any, tuple[Any, ...]], ...]:
     """The fields that need converting, as the ORM converts them (JSON decoding, SQLite datetimes
     and booleans...): (position among the model's columns, column expression, converters)."""
     table = model._meta.db_table

@@ -262,8 +262,9 @@ def build_sync_responses(
         else:
             waiting[i] = (step, reads)
 
+    guess = _guess_rooms() and len(requests) <= GUESS_MAX_BATCH
     for i, request in enumerate(requests):
-        advance(i, _build(request, head, last_change, now_ms), None)
+        advance(i, _build(request, head, last_change, now_ms, guess=guess), None)
     while waiting:
         steps = list(waiting.items())
         waiting.clear()
@@ -298,8 +299,9 @@ def _parse_head(rows: list[tuple[Any, ...]]) -> tuple[int, int]:
     return int(row[0]), max(int(row[1] or 0), int(row[2] or 0))
 
 
-def _build(request: SyncRequest, head: int, last_change: int, now_ms: int) -> _Step:
-    """One request's answer at ``head``; a generator that yields the reads it needs next."""
+def _build(request: SyncRequest, head: int, last_change: int, now_ms: int, *, guess: bool = False) -> _Step:
+    """One request's answer at ``head``; a generator that yields the reads it needs next. ``guess``:
+    send the reads that depend on the user's rooms early, as this worker last saw the rooms."""
     user, device_pk, since = request.user, request.device_pk, request.since
     sync_filter, full_state = request.sync_filter, request.full_state
     if since is not None and since > head:
@@ -314,7 +316,7 @@ def _build(request: SyncRequest, head: int, last_change: int, now_ms: int) -> _S
     # read when this worker knows the rooms from the user's previous sync; they count only if the
     # rooms turn out the same (the same statements with the same parameters), else they are made in
     # the next round trip, as without a guess (``_room_reads``).
-    guessed, _ = _room_reads(request, since, head, now_ms, _JOINED_ROOMS.get(user.pk) if _guess_rooms() else None)
+    guessed, _ = _room_reads(request, since, head, now_ms, _JOINED_ROOMS.get(user.pk) if guess else None)
     (global_data, room_data, ignored), e2ee, all_memberships, *guessed_rows = yield [
         _account_data_read(user, since, head),
         sync_e2ee_read(  # E2EE: one query
@@ -339,16 +341,19 @@ def _build(request: SyncRequest, head: int, last_change: int, now_ms: int) -> _S
         for m in candidates
         if m.membership == M.JOIN and since is not None and m.stream_pos <= since
     }
-    visibility_read = room_visibilities_read(user.mxid, [m.room_id for m in candidates if m.room_id not in throughout])
+    visibility_read = room_visibilities_read(
+        user.mxid, [m.room_id for m in candidates if m.room_id not in throughout]
+    )
     room_reads, presence_of = _room_reads(request, since, head, now_ms, joined_rooms, ignored)
     early = {_identity(read): rows for read, rows in zip(guessed, guessed_rows)}
-    missing = [read for read in room_reads if _identity(read) not in early]
+    found_early = [early.get(_identity(read), _MISSING) if early else _MISSING for read in room_reads]
+    missing = [read for read, rows in zip(room_reads, found_early) if rows is _MISSING]
     late = iter(
         (yield [visibility_read, *missing]) if visibility_read.sql or missing else [visibility_read.parse([])]
     )
     visibilities = {**throughout, **next(late)}
     ephemeral, *presence_rows = [
-        read.parse(early[_identity(read)]) if _identity(read) in early else next(late) for read in room_reads
+        next(late) if rows is _MISSING else read.parse(rows) for read, rows in zip(room_reads, found_early)
     ]
     presence = presence_of(presence_rows)
     plans = _plan_rooms(candidates, visibilities, since, head, full_state)
@@ -475,6 +480,11 @@ def _build(request: SyncRequest, head: int, last_change: int, now_ms: int) -> _S
     )
 
 
+_MISSING = object()  # a read the guess did not make
+# Guess only for small batches: in the long-polls one message wakes, one round trip is shared by all
+# of them, and making every request's room reads twice cost more CPU than it saved.
+GUESS_MAX_BATCH = 8
+
 # Per worker: each user's joined rooms (and the positions of their joins) as their latest sync here
 # found them, to make the reads that depend on them one round trip earlier next time (``_build``).
 _JOINED_ROOMS: dict[int, tuple[tuple[str, int], ...]] = {}
@@ -565,12 +575,16 @@ def _memberships_sql(merged: bool = False) -> str:
     # keeps PostgreSQL from flattening it back into that join).
     shown = f"{m}.membership IN ('{M.INVITE}', '{M.KNOCK}')"
     if connection.vendor == "postgresql":
-        event = f"LEFT JOIN LATERAL (SELECT * FROM {e} WHERE {e}.id = {m}.event_id AND {shown} LIMIT 1) {e} ON TRUE"
+        event = (
+            f"LEFT JOIN LATERAL (SELECT * FROM {e} WHERE {e}.id = {m}.event_id AND {shown} LIMIT 1) {e} "
+            "ON TRUE"
+        )
     else:  # no LATERAL in SQLite
         event = f"LEFT JOIN {e} ON {e}.id = {m}.event_id AND {shown}"
     return (
         f"SELECT {f'{m}.user_id, ' if merged else ''}{columns(Membership, _MEMBERSHIP_FIELDS)[1]}, "
-        f"{columns(Room, _ROOM_FIELDS)[1]}, {columns(Event)[1]} FROM {m} JOIN {r} ON {r}.room_id = {m}.room_id "
+        f"{columns(Room, _ROOM_FIELDS)[1]}, {columns(Event)[1]} "
+        f"FROM {m} JOIN {r} ON {r}.room_id = {m}.room_id "
         f"{event} WHERE {m}.user_id {'IN ({keys})' if merged else '= %s'}"
     )
 

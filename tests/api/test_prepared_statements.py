@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from tests.matrix_client import TestUser
 
 pytestmark = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's (SQLite: plain statements)"
+    connection.vendor != "postgresql", reason="prepared statements are PostgreSQL's (SQLite: plain ones)"
 )
 
 ROOMS_OF = "SELECT room_id FROM rooms_membership WHERE user_id = %s AND membership = %s ORDER BY room_id"

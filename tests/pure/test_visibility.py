@@ -154,7 +154,9 @@ def test_joined_throughout_sees_what_the_full_history_sees_after_the_join(
     join_pos = history[-1][0]
     short = RoomVisibility.joined_throughout("!r:example.org", user, join_pos)
     events = [
-        Event(stream_pos=pos, type="m.room.message", state_key=None, content={}, history_visibility=visibility)
+        Event(
+            stream_pos=pos, type="m.room.message", state_key=None, content={}, history_visibility=visibility
+        )
         for pos in (join_pos, join_pos + 1, join_pos + 50)
     ] + [
         Event(stream_pos=join_pos + 2, type="m.room.history_visibility", state_key="",
