@@ -146,20 +146,22 @@ def _execute(db: Any, cur: Any, statements: Sequence[tuple[str, Sequence[Any]]])
         ((sql, params),) = statements
         cur.execute(sql, params)
         return
-    prepared = PreparedStatements.of(db, cur) if settings.MATRIX.get("DB_PREPARE", True) else None
-    if prepared is None:
+
+    def plain() -> str:
         # Each statement's parameters merged on its own (psycopg caches the parse of a statement with
         # at most 50 parameters, not of the batch), then the batch sent without parameters.
-        cur.execute("; ".join(cur.cursor.mogrify(sql, params or None) for sql, params in statements))
+        return "; ".join(cur.cursor.mogrify(sql, params or None) for sql, params in statements)
+
+    if not settings.MATRIX.get("DB_PREPARE", True):
+        cur.execute(plain())
         return
-    texts = [prepared.text(sql, params) for sql, params in statements]
+    prepared = PreparedStatements.of(db, cur)
     try:
-        cur.execute("; ".join(texts))
+        cur.execute("; ".join(prepared.text(sql, params) for sql, params in statements))
     except DatabaseError as exc:
         if db.in_atomic_block or not prepared.lost(exc):
             raise
-        # The server forgot them (a DISCARD, a schema change under a plan): once more without.
-        cur.execute("; ".join(cur.cursor.mogrify(sql, params or None) for sql, params in statements))
+        cur.execute(plain())  # the server forgot them (a DISCARD, a schema change under a plan)
 
 
 # A statement ending with this is never prepared: PostgreSQL plans it for its parameters each time,
@@ -253,11 +255,11 @@ class PreparedStatements:
         return seen >= self.PREPARE_AFTER
 
     def _prepare(self, sql: str, n_params: int) -> str | None:
-        numbered = iter(range(1, n_params + 2))
-        body = re.sub(r"%s", lambda _: f"${next(numbered)}", sql)
-        if next(numbered) != n_params + 1:  # placeholders and parameters don't match: leave it
+        if sql.count("%s") != n_params:  # placeholders and parameters don't match: leave it
             self._unpreparable.add(sql)
             return None
+        numbered = itertools.count(1)
+        body = re.sub(r"%s", lambda _: f"${next(numbered)}", sql)
         if len(self.names) >= self.MAX_PER_CONNECTION:
             self.cursor.execute("DEALLOCATE ALL")
             self.names.clear()

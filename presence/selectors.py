@@ -150,11 +150,11 @@ def _names() -> dict[str, str]:
 
 
 @cache
-def _members_sql() -> str:
+def _members_sql(distinct: bool = False) -> str:
     """The user pks joined to any of the rooms: ``{rooms}`` is their condition (``rawsql.one_of``)."""
     n = _names()
     return (
-        f"SELECT m.{n['m_user_id']} FROM {n['membership']} m "
+        f"SELECT {'DISTINCT ' if distinct else ''}m.{n['m_user_id']} FROM {n['membership']} m "
         f"WHERE m.{n['m_membership']} = '{JOIN}' AND m.{n['m_room_id']} {{rooms}}"
     )
 
@@ -191,7 +191,7 @@ def _mates_sql(*, initial: bool, any_new_rooms: bool) -> str:
         if any_new_rooms:
             newcomers = f"({newcomers} OR m.{n['m_room_id']} {{new_rooms}})"
         wanted += f" OR {user} IN ({_members_sql()} AND {newcomers})"
-    mates = f"WITH mates AS MATERIALIZED ({_members_sql().replace('SELECT ', 'SELECT DISTINCT ', 1)}) "
+    mates = f"WITH mates AS MATERIALIZED ({_members_sql(distinct=True)}) "
     of_mates = f"FROM {n['presence']} p JOIN mates ON mates.{n['m_user_id']} = {user}"
     rows = f"SELECT {_ROW}, {_columns()} {of_mates} WHERE {wanted}"
     next_due = f"SELECT {_NEXT_DUE}, 0, '', '', NULL, 0, 0, MIN({due}), 0 {of_mates} WHERE {due} > %s"
