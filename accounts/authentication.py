@@ -11,7 +11,7 @@ from rest_framework.authentication import BaseAuthentication
 from accounts.actions import record_device_seen
 from accounts.models import AccessToken, User
 from accounts.selectors import access_token_read, find_access_token
-from matrixsrv.errors import MissingToken, UnknownToken
+from matrixsrv.errors import MatrixError, MissingToken, UnknownToken
 from matrixsrv.http import client_ip
 from matrixsrv.rawsql import Read, run_reads
 
@@ -42,11 +42,36 @@ def authenticate_with_reads(
 ) -> tuple[AccessToken, list[Any]]:
     """``authenticate_request`` and ``reads``, in one round trip (``rawsql.run_reads``); the reads are
     made whatever the token turns out to be, and their results returned only with a good one."""
-    token = token_from_request(request)
-    if token is None:
-        raise MissingToken()
-    row, *found = run_reads([access_token_read(token), *reads])
-    return _accepted(row, request), found
+    (token,), found = authenticate_all_with_reads([request], reads)
+    if isinstance(token, MatrixError):
+        raise token
+    return token, found
+
+
+def authenticate_all_with_reads(
+    requests: Sequence[HttpRequest], reads: Sequence[Read[Any]]
+) -> tuple[list[AccessToken | MatrixError], list[Any]]:
+    """``authenticate_with_reads`` for several requests at once, in one round trip: each request's
+    token row or the error it gets (a missing or unknown token), and the reads' results."""
+    tokens: list[str | MatrixError] = []
+    for request in requests:
+        try:
+            token = token_from_request(request)
+            tokens.append(token if token is not None else MissingToken())
+        except MatrixError as err:
+            tokens.append(err)
+    asked = [token for token in tokens if isinstance(token, str)]
+    found = iter(run_reads([*(access_token_read(token) for token in asked), *reads]))
+    accepted: list[AccessToken | MatrixError] = []
+    for request, token in zip(requests, tokens):
+        if isinstance(token, MatrixError):
+            accepted.append(token)
+            continue
+        try:
+            accepted.append(_accepted(next(found), request))
+        except MatrixError as err:
+            accepted.append(err)
+    return accepted, list(found)
 
 
 def _accepted(row: AccessToken | None, request: HttpRequest) -> AccessToken:

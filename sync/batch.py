@@ -8,42 +8,49 @@ same message joins it, and ``build_sync_responses`` answers all of them with a f
 one pooled thread. Reads that come while a batch runs form the next one. Each answer is still read
 from the database up to the stream head (nothing is derived from another request's answer), so
 batching changes the cost, not what a client is sent.
+
+The long-polls' access tokens are read the same way (``get_auth_batcher``): the hundred clients a
+message answered ask again at once, and each used to make its own thread hop and round trip for its
+token while the last answers were still being written.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
-from sync.selectors import SyncRequest, SyncResult
 from sync.waiter import PerLoop
 
 # The most requests one batch answers (one statement per request and kind goes into each round trip;
 # SQLite runs them one by one).
 MAX_BATCH = 200
 
-Build = Callable[[Sequence[SyncRequest]], Awaitable[list[SyncResult | BaseException]]]
+Q = TypeVar("Q")  # what one caller asks
+R = TypeVar("R")  # its answer
+Build = Callable[[Sequence[Q]], Awaitable[list[R | BaseException]]]
 
 
-class ReadBatcher:
-    """One event loop's queue of long-poll reads, answered a batch at a time."""
+class ReadBatcher(Generic[Q, R]):
+    """One event loop's queue of reads, answered a batch at a time by ``build`` (one call for the
+    whole batch; each caller gets its own answer or exception)."""
 
     def __init__(self) -> None:
-        self._queue: list[tuple[SyncRequest, asyncio.Future[SyncResult]]] = []
+        self._queue: list[tuple[Q, asyncio.Future[R]]] = []
         self._running = False
         self.batches = 0  # for tests and the benchmark's notes
 
-    async def read(self, request: SyncRequest, build: Build) -> SyncResult:
+    async def read(self, request: Q, build: Build[Q, R]) -> R:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[SyncResult] = loop.create_future()
+        future: asyncio.Future[R] = loop.create_future()
         self._queue.append((request, future))
         if not self._running:
             self._running = True
             loop.create_task(self._drain(build))
         return await future
 
-    async def _drain(self, build: Build) -> None:
-        batch: list[tuple[SyncRequest, asyncio.Future[SyncResult]]] = []
+    async def _drain(self, build: Build[Q, R]) -> None:
+        batch: list[tuple[Q, asyncio.Future[R]]] = []
         try:
             while self._queue:
                 await asyncio.sleep(0)  # the other waiters woken by the same message queue up first
@@ -78,4 +85,6 @@ class ReadBatcher:
             self._queue.clear()
 
 
-get_batcher = PerLoop(ReadBatcher).get  # the running event loop's batcher
+# The running event loop's batchers: the long-polls' reads, and their access tokens.
+get_batcher: Callable[[], ReadBatcher[Any, Any]] = PerLoop(ReadBatcher).get
+get_auth_batcher: Callable[[], ReadBatcher[Any, Any]] = PerLoop(ReadBatcher).get

@@ -16,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.authentication import authenticate_with_reads
+from accounts.authentication import authenticate_all_with_reads, authenticate_with_reads
 from ephemeral.actions import expire_typing
 from matrixsrv.errors import Forbidden, InvalidParam, MatrixError, NotFound, UnsupportedMethod
 from matrixsrv.exception_handler import matrix_error_response
@@ -37,7 +37,7 @@ from sync.selectors import (
     load_filter,
 )
 from sync import quiet
-from sync.batch import get_batcher
+from sync.batch import get_auth_batcher, get_batcher
 from sync.tokens import StreamToken
 from sync.waiter import get_notifier
 
@@ -84,6 +84,11 @@ def _parse_bool(raw: str | None, name: str) -> bool:
     raise InvalidParam(f"'{name}' must be 'true' or 'false'")
 
 
+def is_long_poll(params: Any) -> bool:
+    """A /sync that may wait: from a ``since``, with a ``timeout`` (``full_state`` answers at once)."""
+    return bool(params.get("since")) and params.get("timeout") not in (None, "", "0")
+
+
 @csrf_exempt
 async def sync_view(request: HttpRequest) -> JsonResponse:
     """GET /_matrix/client/v3/sync
@@ -97,11 +102,11 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
         return matrix_error_response(UnsupportedMethod())
     try:
         params = request.GET
-        # A long-poll also needs the stream head, for the read it may skip (sync/quiet.py): read in
-        # the same thread as the token. A sync answered at once is read in that thread too. 401 before
-        # any parameter is validated.
-        long_poll = params.get("since") and params.get("timeout") not in (None, "", "0")
-        if not long_poll or params.get("full_state") == "true":
+        # A long-poll also needs the stream head, for the read it may skip (sync/quiet.py): read with
+        # the token, and with the other long-polls' tokens of the moment (sync/batch.py). A sync
+        # answered at once is read in the thread that reads its token. 401 before any parameter is
+        # validated.
+        if not is_long_poll(params) or params.get("full_state") == "true":
             token, query, sync_filter, result = await run_db(_authenticate_and_read, request)
             if not await _record_presence(
                 token.user, query.set_presence or presence_rules.ONLINE, 0, result, sync_filter
@@ -109,7 +114,7 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
                 result = await run_db(build_sync_response, **query.read_args(token, sync_filter))
             await _announce_expired_typing(result)
             return JsonResponse(result.body)
-        token, head_at_auth = await run_db(_authenticate_with_head, request)
+        token, head_at_auth = await get_auth_batcher().read(request, _authenticate_batch)
         query = _parse_query(params)
         user, device_pk, since, timeout_s = token.user, token.device_id, query.since, query.timeout_s
         set_presence, raw_filter = query.set_presence, query.raw_filter
@@ -162,9 +167,15 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
         return matrix_error_response(err)
 
 
-def _authenticate_with_head(request: HttpRequest) -> tuple[Any, int]:
-    token, ((head, _),) = authenticate_with_reads(request, [head_read()])  # one round trip
-    return token, head
+async def _authenticate_batch(requests: Sequence[HttpRequest]) -> list[tuple[Any, int] | BaseException]:
+    """Long-polls' access tokens and the stream head, for every long-poll that came in this turn of
+    the event loop at once (sync/batch.py): one thread hop and one round trip."""
+    return await run_db(_authenticate_with_head, requests)
+
+
+def _authenticate_with_head(requests: Sequence[HttpRequest]) -> list[tuple[Any, int] | BaseException]:
+    tokens, ((head, _),) = authenticate_all_with_reads(requests, [head_read()])
+    return [token if isinstance(token, MatrixError) else (token, head) for token in tokens]
 
 
 @dataclass(frozen=True)
