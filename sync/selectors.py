@@ -131,14 +131,35 @@ StateKey = tuple[str, str]
 
 def load_filter(user: User, raw: str | None) -> Filter:
     """``filter`` of /sync: inline JSON (starts with "{") or the ID of a filter the user uploaded."""
+    found = known_filter(user, raw)
+    if found is not None:
+        return found
+    assert raw is not None
+    definition = find_filter_definition(user, raw)
+    if definition is None:
+        raise NotFound("Unknown filter")
+    parsed = parse_filter(definition)
+    if len(_STORED_FILTERS) >= _MAX_STORED_FILTERS:
+        _STORED_FILTERS.clear()
+    _STORED_FILTERS[user.pk, raw] = parsed
+    return parsed
+
+
+# Per worker: the uploaded filters its syncs have read, parsed, by user and ID. A stored filter never
+# changes (an upload makes a new one), so every sync of a client that names its filter by ID (as
+# Element and matrix-js-sdk do) needs no query for it after its first here.
+_STORED_FILTERS: dict[tuple[int, str], Filter] = {}
+_MAX_STORED_FILTERS = 10_000
+
+
+def known_filter(user: User, raw: str | None) -> Filter | None:
+    """``load_filter``'s answer when it needs no query: none, inline JSON, or a stored filter of the
+    user's this worker has read before; else None."""
     if not raw:
         return Filter()
     if raw.lstrip().startswith("{"):
         return parse_filter_json(raw)
-    definition = find_filter_definition(user, raw)
-    if definition is None:
-        raise NotFound("Unknown filter")
-    return parse_filter(definition)
+    return _STORED_FILTERS.get((user.pk, raw))
 
 
 def find_filter_definition(user: User, filter_id: str) -> dict[str, Any] | None:

@@ -34,6 +34,7 @@ from sync.selectors import (
     build_sync_responses,
     find_filter_definition,
     head_read,
+    known_filter,
     load_filter,
 )
 from sync import quiet
@@ -119,9 +120,8 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
         user, device_pk, since, timeout_s = token.user, token.device_id, query.since, query.timeout_s
         set_presence, raw_filter = query.set_presence, query.raw_filter
         assert since is not None  # (timeout=00 or a cap of 0: no wait, through the same code)
-        if not raw_filter or raw_filter.lstrip().startswith("{"):  # inline or none: no query, no thread
-            sync_filter = load_filter(user, raw_filter)
-        else:
+        sync_filter = known_filter(user, raw_filter)  # inline, none or read before: no query, no thread
+        if sync_filter is None:
             sync_filter = await run_db(load_filter, user, raw_filter)
         deadline = time.monotonic() + timeout_s
         quiet_key = (token.token_hash, raw_filter or "")

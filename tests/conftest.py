@@ -4,9 +4,17 @@ import itertools
 
 import pytest
 
+from sync import selectors
 from tests.matrix_client import MatrixClient, TestUser
 
 _names = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _no_filters_from_earlier_tests() -> None:
+    """Each test starts with an empty per-worker cache of uploaded filters (sync.selectors): a test
+    database rolled back gives out its primary keys again, which a real one never does."""
+    selectors._STORED_FILTERS.clear()
 
 
 @pytest.fixture(params=["v3", "r0"])

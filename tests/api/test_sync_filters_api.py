@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from sync.models import Filter as StoredFilter
 from tests.matrix_client import MatrixClient, assert_matrix_error, q
 from tests.rooms_helpers import joined_room_with, set_power_levels
 from tests.sync_helpers import bodies, room_entry, state, state_keys, sync, timeline, timeline_bodies
@@ -132,6 +135,23 @@ def test_stored_filter_applies_to_sync(matrix: MatrixClient, alice: TestUser) ->
         matrix.send_text(alice, room_id, f"m{i}")
     filter_id = upload_filter(matrix, alice, {"room": {"timeline": {"limit": 2}}})
     assert timeline_bodies(sync(matrix, alice, filter=filter_id), room_id) == ["m1", "m2"]
+
+
+def test_a_stored_filter_is_read_once_per_worker_and_only_ever_for_its_owner(
+    matrix: MatrixClient, alice: TestUser, bob: TestUser
+) -> None:
+    room_id = matrix.create_room(alice)
+    for i in range(3):
+        matrix.send_text(alice, room_id, f"m{i}")
+    filter_id = upload_filter(matrix, alice, {"room": {"timeline": {"limit": 2}}})
+    assert timeline_bodies(sync(matrix, alice, filter=filter_id), room_id) == ["m1", "m2"]
+    with CaptureQueriesContext(connection) as captured:
+        again = sync(matrix, alice, filter=filter_id)
+    assert timeline_bodies(again, room_id) == ["m1", "m2"]
+    assert not [q for q in captured.captured_queries if StoredFilter._meta.db_table in q["sql"]]
+    # Bob may not use Alice's filter, whatever this worker has read.
+    resp = matrix.get("sync", token=bob, query={"filter": filter_id}, expect=404)
+    assert resp.json()["errcode"] == "M_NOT_FOUND"
 
 
 def test_timeline_types_and_not_types_with_wildcards(matrix: MatrixClient, alice: TestUser) -> None:
