@@ -86,7 +86,8 @@ def _parse_bool(raw: str | None, name: str) -> bool:
 
 
 def is_long_poll(params: Any) -> bool:
-    """A /sync that may wait: from a ``since``, with a ``timeout`` (``full_state`` answers at once)."""
+    """A /sync from a ``since`` with a ``timeout``: one that may wait (unless ``full_state``, which
+    the view answers at once all the same)."""
     return bool(params.get("since")) and params.get("timeout") not in (None, "", "0")
 
 
