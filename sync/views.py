@@ -85,12 +85,6 @@ def _parse_bool(raw: str | None, name: str) -> bool:
     raise InvalidParam(f"'{name}' must be 'true' or 'false'")
 
 
-def is_long_poll(params: Any) -> bool:
-    """A /sync from a ``since`` with a ``timeout``: one that may wait (unless ``full_state``, which
-    the view answers at once all the same)."""
-    return bool(params.get("since")) and params.get("timeout") not in (None, "", "0")
-
-
 @csrf_exempt
 async def sync_view(request: HttpRequest) -> JsonResponse:
     """GET /_matrix/client/v3/sync
@@ -108,7 +102,8 @@ async def sync_view(request: HttpRequest) -> JsonResponse:
         # the token, and with the other long-polls' tokens of the moment (sync/batch.py). A sync
         # answered at once is read in the thread that reads its token. 401 before any parameter is
         # validated.
-        if not is_long_poll(params) or params.get("full_state") == "true":
+        long_poll = params.get("since") and params.get("timeout") not in (None, "", "0")
+        if not long_poll or params.get("full_state") == "true":
             token, query, sync_filter, result = await run_db(_authenticate_and_read, request)
             if not await _record_presence(
                 token.user, query.set_presence or presence_rules.ONLINE, 0, result, sync_filter

@@ -1,9 +1,8 @@
 """GET /sync through the ASGI entry point daphne runs (matrixsrv.asgi), whose sync handler skips
-Django's per-request thread, URL resolution and middleware chain: the response still carries the
-API middleware's headers and is counted in the metrics, errors are Matrix errors (an unexpected one
-too), the middleware still answers preflights and oversized bodies, a client that goes away
-mid-wait ends the long-poll and leaves no waiter behind, and long-polls that come in together are
-authenticated together."""
+Django's per-request thread: the response still carries the API middleware's headers and is counted
+in the metrics, errors are Matrix errors (an unexpected one too), the middleware still answers
+preflights and oversized bodies, a client that goes away mid-wait ends the long-poll and leaves no
+waiter behind, and long-polls that come in together are authenticated together."""
 
 from __future__ import annotations
 
