@@ -52,7 +52,8 @@ def authenticate_all_with_reads(
     requests: Sequence[HttpRequest], reads: Sequence[Read[Any]]
 ) -> tuple[list[AccessToken | MatrixError], list[Any]]:
     """``authenticate_with_reads`` for several requests at once, in one round trip: each request's
-    token row or the error it gets (a missing or unknown token), and the reads' results."""
+    token row or the error it gets (a missing or unknown token), and the reads' results (None each
+    when no request carried a token: nothing is read for those)."""
     tokens: list[str | MatrixError] = []
     for request in requests:
         try:
@@ -61,6 +62,8 @@ def authenticate_all_with_reads(
         except MatrixError as err:
             tokens.append(err)
     asked = [token for token in tokens if isinstance(token, str)]
+    if not asked:
+        return list(tokens), [None] * len(reads)  # type: ignore[arg-type]
     found = iter(run_reads([*(access_token_read(token) for token in asked), *reads]))
     accepted: list[AccessToken | MatrixError] = []
     for request, token in zip(requests, tokens):

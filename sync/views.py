@@ -170,8 +170,8 @@ async def _authenticate_batch(requests: Sequence[HttpRequest]) -> list[tuple[Any
 
 
 def _authenticate_with_head(requests: Sequence[HttpRequest]) -> list[tuple[Any, int] | BaseException]:
-    tokens, ((head, _),) = authenticate_all_with_reads(requests, [head_read()])
-    return [token if isinstance(token, MatrixError) else (token, head) for token in tokens]
+    tokens, (head,) = authenticate_all_with_reads(requests, [head_read()])
+    return [token if isinstance(token, MatrixError) else (token, head[0]) for token in tokens]
 
 
 @dataclass(frozen=True)

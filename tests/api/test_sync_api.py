@@ -271,8 +271,11 @@ def test_sync_answers_on_r0_and_v3(
     assert room_id in body["rooms"]["join"]
 
 
-def test_sync_needs_an_access_token(matrix: MatrixClient) -> None:
-    assert_matrix_error(matrix.get("sync", expect=None), 401, "M_MISSING_TOKEN")
+def test_sync_needs_an_access_token(matrix: MatrixClient, django_assert_num_queries: Any) -> None:
+    with django_assert_num_queries(0):  # nothing is read for a request without a token
+        assert_matrix_error(matrix.get("sync", expect=None), 401, "M_MISSING_TOKEN")
+        resp = matrix.get("sync", query={"since": "s1", "timeout": "1000"}, expect=None)
+        assert_matrix_error(resp, 401, "M_MISSING_TOKEN")
     assert_matrix_error(matrix.get("sync", token="nope", expect=None), 401, "M_UNKNOWN_TOKEN")
     # Authentication comes before the parameters: no probing without a token.
     resp = matrix.get("sync", query={"since": "abc", "filter": "{"}, expect=None)
