@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dj_database_url
 
 from matrixsrv import config
@@ -103,20 +105,28 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
 
+
+
+def redis_channel_layer(url: str) -> dict[str, Any]:
+    """The channel layer over the Redis at ``url`` (wake-ups across workers, sync/waiter.py)."""
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # The wake-up listener blocks in BZPOPMIN for channels_redis's 5 s: the socket timeout must
+            # outlast that (redis-py 8 sets 5 s by default, which broke every idle worker's
+            # subscription every ~5 s, and sync/waiter.py then had all its waiters re-read).
+            "hosts": [{"address": url, "socket_timeout": 30}],
+            "prefix": "matrixsrv",
+            "group_expiry": 300,
+            "capacity": 1000,
+            "expiry": 60,
+        },
+    }
+
+
 REDIS_URL = config.get("REDIS_URL")
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [REDIS_URL],
-                "prefix": "matrixsrv",
-                "group_expiry": 300,
-                "capacity": 1000,
-                "expiry": 60,
-            },
-        }
-    }
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
