@@ -24,9 +24,14 @@ single silent UPDATE (no stream position, nobody woken). A user who went idle st
 syncing; any pro-active act (a PUT) brings them back. Explicitly set ``unavailable`` is left by a
 /sync with ``set_presence=online`` (the client says the user is back).
 
-The derived state changes at fixed instants (lease end, last active + 60 s, + 5 min):
-``due_ms(record, now)`` is the next one. Stored with the row, it lets a reader find the rows whose
-change is not announced yet (``due_ms <= now``) and the time a waiting long-poll must wake up.
+The derived state changes at fixed instants (lease end, last active + 60 s, + 5 min), each rounded
+up to the next multiple of ``TICK_MS`` (``on_tick``): ``due_ms(record, now)`` is the next one.
+Stored with the row, it lets a reader find the rows whose change is not announced yet
+(``due_ms <= now``) and the time a waiting long-poll must wake up. The ticks make the changes of
+users who were active about the same time due at the same instant, announced with one position and
+one wake-up of their rooms (as Synapse's timeout handler, every 5 s, does): measured, a room of 100
+users who came online over a few seconds had 100 announcements a minute later, each waking all 100
+long-polls of the room.
 
 Known limit: presence is per user, not per device: two devices syncing with different
 ``set_presence`` values take turns (Synapse merges device states, "most online wins").
@@ -45,6 +50,7 @@ SYNC_ONLINE_TIMEOUT_MS = 30_000  # offline this long after the last sync (or PUT
 ACTIVE_MS = 60_000  # currently_active while the last pro-active act is younger than this
 IDLE_MS = 5 * 60_000  # online -> unavailable after this long without a pro-active act
 LEASE_SLACK_MS = 30_000  # a renewed lease reaches this far beyond what the sync needs: coalescing
+TICK_MS = 5_000  # changes that happen by themselves happen on this grid
 MAX_STATUS_MSG_LENGTH = 4096
 
 
@@ -65,18 +71,22 @@ class PresenceRecord:
     online_until_ms: int = 0
 
 
+def on_tick(instant_ms: int) -> int:
+    """``instant_ms`` rounded up to the grid the changes happen on (``TICK_MS``)."""
+    return -(-instant_ms // TICK_MS) * TICK_MS
+
+
 def shown(record: PresenceRecord | None, now_ms: int) -> Shown:
     """The presence derived from the record at ``now_ms`` (no record: offline, never active)."""
     if record is None:
         return Shown(OFFLINE, False, None)
-    if record.requested == OFFLINE or now_ms >= record.online_until_ms:
+    if record.requested == OFFLINE or now_ms >= on_tick(record.online_until_ms):
         return Shown(OFFLINE, False, record.status_msg)
     if record.requested == UNAVAILABLE:
         return Shown(UNAVAILABLE, False, record.status_msg)
-    idle_for = now_ms - record.last_active_ms
-    if idle_for >= IDLE_MS:
+    if now_ms >= on_tick(record.last_active_ms + IDLE_MS):
         return Shown(UNAVAILABLE, False, record.status_msg)
-    return Shown(ONLINE, idle_for < ACTIVE_MS, record.status_msg)
+    return Shown(ONLINE, now_ms < on_tick(record.last_active_ms + ACTIVE_MS), record.status_msg)
 
 
 def due_ms(record: PresenceRecord, now_ms: int) -> int | None:
@@ -89,7 +99,7 @@ def due_ms(record: PresenceRecord, now_ms: int) -> int | None:
         instants.append(record.last_active_ms + IDLE_MS)
         if current.currently_active:
             instants.append(record.last_active_ms + ACTIVE_MS)
-    return min(t for t in instants if t > now_ms)
+    return min(t for t in map(on_tick, instants) if t > now_ms)
 
 
 def on_put(

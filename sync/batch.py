@@ -11,7 +11,10 @@ batching changes the cost, not what a client is sent.
 
 The long-polls' access tokens are read the same way (``get_auth_batcher``): the hundred clients a
 message answered ask again at once, and each used to make its own thread hop and round trip for its
-token while the last answers were still being written.
+token while the last answers were still being written. So are the announcements of what the
+woken long-polls found due (``get_announce_batcher``): a typing user's timeout, or presence that
+changed by itself, is found by every long-poll of the room at once, and each announced it in a
+transaction of its own, one after another under the stream lock.
 """
 
 from __future__ import annotations
@@ -85,6 +88,8 @@ class ReadBatcher(Generic[Q, R]):
             self._queue.clear()
 
 
-# The running event loop's batchers: the long-polls' reads, and their access tokens.
+# The running event loop's batchers: the long-polls' reads, their access tokens, and the changes
+# they found due and announce (expired typing, presence changed by itself: sync/views.py).
 get_batcher: Callable[[], ReadBatcher[Any, Any]] = PerLoop(ReadBatcher).get
 get_auth_batcher: Callable[[], ReadBatcher[Any, Any]] = PerLoop(ReadBatcher).get
+get_announce_batcher: Callable[[], ReadBatcher[Any, Any]] = PerLoop(ReadBatcher).get

@@ -38,7 +38,7 @@ from sync.selectors import (
     load_filter,
 )
 from sync import quiet
-from sync.batch import get_auth_batcher, get_batcher
+from sync.batch import get_announce_batcher, get_auth_batcher, get_batcher
 from sync.tokens import StreamToken
 from sync.waiter import get_notifier
 
@@ -62,7 +62,11 @@ async def run_db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     test's own transaction, which only the request thread's connection can.)"""
     if settings.MATRIX.get("SYNC_DB_IN_REQUEST_THREAD"):
         return await sync_to_async(fn)(*args, **kwargs)
-    return await sync_to_async(_call_and_close, thread_sensitive=False)(fn, *args, **kwargs)
+    return await _in_pooled_thread(fn, *args, **kwargs)
+
+
+# Made once: asgiref's wrapper costs more to make than to call (a fan-out's every read came here).
+_in_pooled_thread = sync_to_async(_call_and_close, thread_sensitive=False)
 
 
 def _parse_timeout_s(raw: str | None) -> float:
@@ -247,11 +251,29 @@ async def _build_batch(requests: Sequence[SyncRequest]) -> list[SyncResult | Bas
 async def _announce_expired_typing(result: SyncResult) -> None:
     """The read found typing rows past their expiry (and did not show them): announce the change.
     Likewise presence that changed by itself (idle, offline, no longer currently active): the read
-    reports the users whose change is due (presence.actions.announce_due_presence, idempotent)."""
-    if result.expired_typing_rooms:
-        await run_db(expire_typing, room_ids=result.expired_typing_rooms)
-    if result.overdue_presence:
-        await run_db(announce_due_presence, user_pks=result.overdue_presence)
+    reports the users whose change is due (presence.actions.announce_due_presence, idempotent).
+    With what the other requests of the moment found (sync/batch.py): one thread hop and at most
+    one transaction of each kind for all of them."""
+    if result.expired_typing_rooms or result.overdue_presence:
+        await get_announce_batcher().read(
+            (result.expired_typing_rooms, result.overdue_presence), _announce_batch
+        )
+
+
+async def _announce_batch(
+    requests: Sequence[tuple[frozenset[str], frozenset[int]]]
+) -> list[None | BaseException]:
+    rooms = frozenset().union(*(rooms for rooms, _ in requests))
+    users = frozenset().union(*(users for _, users in requests))
+    await run_db(_announce, rooms, users)
+    return [None] * len(requests)
+
+
+def _announce(rooms: frozenset[str], users: frozenset[int]) -> None:
+    if rooms:
+        expire_typing(room_ids=rooms)
+    if users:
+        announce_due_presence(user_pks=users)
 
 
 async def _record_presence(

@@ -18,6 +18,8 @@ from events.stream import current_stream_position
 from presence import actions as presence_actions
 from presence import rules
 from presence.models import Presence
+from sync import views as sync_views
+from sync.selectors import SyncResult
 from tests.api import test_sync_longpoll as longpoll
 from tests.api.test_sync_longpoll import SLOW, ReadCounter, async_sync, in_thread, run
 from tests.matrix_client import MatrixClient, assert_matrix_error, q
@@ -69,9 +71,10 @@ def room(matrix: MatrixClient, alice: TestUser, bob: TestUser) -> str:
 
 @pytest.fixture
 def fast_timers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Presence timers in tenths of a second (rules reads them at call time)."""
+    """Presence timers in tenths of a second, on a grid of 10 ms (rules reads them at call time)."""
     monkeypatch.setattr(rules, "ACTIVE_MS", 150)
     monkeypatch.setattr(rules, "IDLE_MS", 300)
+    monkeypatch.setattr(rules, "TICK_MS", 10)
 
 
 # -- GET / PUT --------------------------------------------------------------------------------------
@@ -270,7 +273,7 @@ def test_idle_and_offline_are_announced_once(
     assert seen["last_active_ago"] >= 300
     assert get_presence(matrix, bob, alice)["presence"] == "unavailable"
     # The lease (30 s after a PUT) ends: offline.
-    Presence.objects.filter(pk=row.pk).update(online_until_ms=presence_actions.now_ms() - 1)
+    Presence.objects.filter(pk=row.pk).update(online_until_ms=presence_actions.now_ms() - rules.TICK_MS)
     assert get_presence(matrix, bob, alice)["presence"] == "offline"
 
 
@@ -381,6 +384,7 @@ def test_offline_reaches_a_waiting_long_poll_without_any_request(
 ) -> None:
     monkeypatch.setattr(rules, "SYNC_ONLINE_TIMEOUT_MS", 200)
     monkeypatch.setattr(rules, "LEASE_SLACK_MS", 0)
+    monkeypatch.setattr(rules, "TICK_MS", 10)
     joined_room_with(matrix, alice, bob)
     sync(matrix, alice, set_presence="unavailable")  # connected (lease: 200 ms after this sync)
     seen = quiet_sync(matrix, bob)
@@ -392,3 +396,66 @@ def test_offline_reaches_a_waiting_long_poll_without_any_request(
     elapsed, body = run(scenario)
     assert elapsed < SLOW
     assert [c["presence"] for c in presence_of(body, alice)] == ["offline"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_long_polls_that_find_a_change_due_together_announce_it_once(
+    db_mode: str, matrix: MatrixClient, alice: TestUser, bob: TestUser, make_user: Any, fast_timers: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Everyone in the room waits; alice stops being currently active: one announcement (one
+    position) wakes them all, and each gets one event. Those that found it due in the same turn of
+    the loop made one call (sync/batch.py): the others' calls found nothing left to announce."""
+    others = [bob, make_user("carol"), make_user("dave")]
+    joined_room_with(matrix, alice, *others)
+    calls: list[tuple[frozenset[int], int | None]] = []
+    announce = presence_actions.announce_due_presence
+
+    def counted(*, user_pks: Any) -> int | None:
+        pos = announce(user_pks=user_pks)
+        calls.append((frozenset(user_pks), pos))
+        return pos
+
+    monkeypatch.setattr("sync.views.announce_due_presence", counted)
+    put_presence(matrix, alice, "online")
+    seen = [quiet_sync(matrix, user)["next_batch"] for user in others]
+
+    async def scenario() -> list[tuple[float, dict[str, Any]]]:
+        return list(await asyncio.gather(*(
+            async_sync(user, since=since, timeout=10_000, set_presence="offline")
+            for user, since in zip(others, seen)
+        )))
+
+    answers = run(scenario)
+    alice_pk = User.objects.get(mxid=alice.user_id).pk
+    assert [users for users, _ in calls] == [frozenset({alice_pk})] * len(calls)
+    assert len([pos for _, pos in calls if pos is not None]) == 1
+    for elapsed, body in answers:
+        assert elapsed < SLOW  # woken when the change fell due, not at the timeout
+        shown = [(c["presence"], c["currently_active"]) for c in presence_of(body, alice)]
+        assert shown == [("online", False)]
+
+
+def test_announcements_asked_for_in_one_turn_of_the_loop_are_one_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What long-polls woken together found due (typing rooms, presence users) is announced with one
+    call of each kind, for all of them (sync/views.py, sync/batch.py)."""
+    calls: list[tuple[str, frozenset[Any]]] = []
+    monkeypatch.setattr("sync.views.announce_due_presence",
+                        lambda *, user_pks: calls.append(("presence", frozenset(user_pks))))
+    monkeypatch.setattr("sync.views.expire_typing",
+                        lambda *, room_ids: calls.append(("typing", frozenset(room_ids))))
+    found = [
+        SyncResult(body={}, next_pos=1, is_empty=True, overdue_presence=frozenset({1})),
+        SyncResult(body={}, next_pos=1, is_empty=True, overdue_presence=frozenset({1, 2}),
+                   expired_typing_rooms=frozenset({"!a"})),
+        SyncResult(body={}, next_pos=1, is_empty=True, expired_typing_rooms=frozenset({"!b"})),
+        SyncResult(body={}, next_pos=1, is_empty=True),  # nothing due: not part of it
+    ]
+
+    async def scenario() -> None:
+        await asyncio.gather(*(sync_views._announce_expired_typing(result) for result in found))
+
+    run(scenario)
+    assert sorted(calls) == [("presence", frozenset({1, 2})), ("typing", frozenset({"!a", "!b"}))]

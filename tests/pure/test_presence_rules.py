@@ -11,6 +11,7 @@ from presence.rules import (
     OFFLINE,
     ONLINE,
     SYNC_ONLINE_TIMEOUT_MS,
+    TICK_MS,
     UNAVAILABLE,
     PresenceRecord,
     Shown,
@@ -20,6 +21,7 @@ from presence.rules import (
     on_activity,
     on_put,
     on_sync,
+    on_tick,
     shown,
 )
 
@@ -59,9 +61,21 @@ def test_due_is_the_next_instant_the_shown_presence_changes() -> None:
     instants = [T + ACTIVE_MS, T + IDLE_MS, T + 10 * IDLE_MS]
     for at in instants:
         assert shown(record, at - 1) != shown(record, at)
-    assert due_ms(PresenceRecord(ONLINE, None, T, T + 5), T) == T + 5  # lease first
+    assert due_ms(PresenceRecord(ONLINE, None, T, T + 5), T) == T + TICK_MS  # lease first (on the grid)
     assert due_ms(PresenceRecord(UNAVAILABLE, None, T, T + 5000), T) == T + 5000
     assert due_ms(PresenceRecord(OFFLINE, None, T, T + 5000), T) is None
+
+
+@pytest.mark.parametrize("offset", [1, 1234, TICK_MS - 1, TICK_MS])
+def test_changes_of_users_active_about_the_same_time_fall_due_together(offset: int) -> None:
+    """T is on the grid: everyone last active in (T, T + TICK_MS] stops being currently active, goes
+    idle and goes offline at the same instants, and not a millisecond before them."""
+    assert T % TICK_MS == 0
+    record = PresenceRecord(ONLINE, None, T + offset, T + offset + 10 * IDLE_MS)
+    for instant in (T + TICK_MS + ACTIVE_MS, T + TICK_MS + IDLE_MS, T + TICK_MS + 10 * IDLE_MS):
+        assert due_ms(record, instant - 1) == instant
+        assert shown(record, instant - 1) != shown(record, instant)
+    assert on_tick(T) == T and on_tick(T + 1) == on_tick(T + TICK_MS) == T + TICK_MS
 
 
 def test_put_is_pro_active_and_sets_or_clears_the_status() -> None:
