@@ -8,7 +8,9 @@ size (channels_redis: ~4 Redis round trips), where a group per user would cost t
 (DESIGN.md §4.5, option b).
 
 A wake-up is a hint: the woken /sync re-reads the database up to the committed stream head, so a
-lost or duplicated message costs latency, never correctness.
+lost or duplicated message costs latency, never correctness. That is why the worker that wrote also
+wakes its own waiters at once (``set_local_listener``), before the group's message comes back to
+it through Redis, a duplicate that changes nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -31,6 +34,13 @@ MESSAGE_TYPE = "stream.advanced"
 
 
 _loop: asyncio.AbstractEventLoop | None = None
+# This worker's own listener (sync.waiter registers it), called on the worker's loop with each message.
+_local_listener: Callable[[dict[str, Any]], None] | None = None
+
+
+def set_local_listener(listener: Callable[[dict[str, Any]], None]) -> None:
+    global _local_listener
+    _local_listener = listener
 
 
 def remember_event_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -65,7 +75,10 @@ def _publish(pos: int, rooms: list[str], users: list[int]) -> None:
     metrics.WAKEUPS_SENT.inc()
     loop = _loop
     if loop is not None and loop.is_running() and not _on_loop_thread(loop):
-        # Fire and forget on the worker's loop: the request thread goes on at once.
+        # This worker's waiters at once; then, fire and forget on the worker's loop, every worker's
+        # (the request thread goes on at once).
+        if _local_listener is not None:
+            loop.call_soon_threadsafe(_local_listener, message)
         future = asyncio.run_coroutine_threadsafe(layer.group_send(WAKEUP_GROUP, message), loop)
         future.add_done_callback(_log_failure)
     else:  # no loop known (management commands, tests): send and wait

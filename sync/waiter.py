@@ -22,7 +22,7 @@ from weakref import WeakKeyDictionary
 
 from channels.layers import get_channel_layer
 
-from events.notify import WAKEUP_GROUP, remember_event_loop
+from events.notify import WAKEUP_GROUP, remember_event_loop, set_local_listener
 from matrixsrv import metrics
 
 logger = logging.getLogger("sync.waiter")
@@ -155,6 +155,11 @@ class Notifier:
     def _dispatch(self, message: dict) -> None:
         self.received += 1
         metrics.WAKEUPS_RECEIVED.inc()
+        self.wake(message)
+
+    def wake(self, message: dict) -> None:
+        """Wake the waiters a wake-up message names: from the group, or from a write of this worker
+        (events.notify.set_local_listener), which sends the same message to the group too."""
         try:
             pos = int(message["pos"])
             users = list(message.get("users") or ())
@@ -244,3 +249,10 @@ class PerLoop(Generic[T]):
 
 
 get_notifier = PerLoop(Notifier).get  # the notifier of the running event loop
+
+
+def _wake_here(message: dict) -> None:
+    get_notifier().wake(message)
+
+
+set_local_listener(_wake_here)

@@ -221,6 +221,41 @@ def test_message_from_another_thread_wakes_the_long_poll(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_write_wakes_its_own_workers_waiters_without_the_channel_layer(
+    db_mode: str,
+    reads: ReadCounter,
+    matrix: MatrixClient,
+    alice: TestUser,
+    bob: TestUser,
+    pair: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """events.notify wakes this worker's waiters directly: with every group message lost, the
+    long-poll still ends at the send, not at its timeout (other workers hear it through the group)."""
+    room_id, since = pair
+
+    async def lost(self: Any, group: str, message: dict[str, Any]) -> None:
+        return None
+
+    monkeypatch.setattr(type(get_channel_layer()), "group_send", lost)
+
+    async def scenario() -> tuple[float, dict[str, Any]]:
+        reads.reset()
+        pending = asyncio.create_task(async_sync(bob, since=since, timeout=10_000))
+        await reads.until(1)  # it waits
+        await asyncio.sleep(0.05)
+        assert not pending.done()
+        sent_at = time.monotonic()
+        await in_thread(matrix.send_text, alice, room_id, "ping")
+        _, body = await asyncio.wait_for(pending, 5)
+        return time.monotonic() - sent_at, body
+
+    after_send, body = run(scenario)
+    assert after_send < SLOW
+    assert timeline_bodies(body, room_id) == ["ping"]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_event_in_a_room_the_user_is_not_in_does_not_end_the_wait(
     db_mode: str,
     reads: ReadCounter,
