@@ -139,6 +139,7 @@ def test_off_prepares_nothing(settings: Any) -> None:
     [
         0, -3, 2**62, "plain", "it's", "back\\slash", "é ü", "", None, True, False,
         ["!room:a", "!b-c_d"], ["null"], ["NULL"], ["a b"], ["a,b"], ["x{"], ['q"'], ["é"], [], [1, 2],
+        ["a,b", "c"], ["a", "b,c"], ["x", "NULL"], ["Null", "nullx", "xnull"], ["a", ""], ["", "a"],
     ],
 )
 def test_a_literal_means_what_psycopg_would_send(value: Any) -> None:

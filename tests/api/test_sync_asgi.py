@@ -210,3 +210,23 @@ def test_the_workers_startup_heap_is_out_of_the_collectors_sight() -> None:
     """matrixsrv.asgi freezes what exists before the first request (Django, DRF, Twisted...): a full
     garbage collection no longer walks it (it took 60-200 ms with the event loop stopped)."""
     assert gc.get_freeze_count() > 50_000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sync_paths_are_resolved_once(
+    pooled: None, alice: TestUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolved: list[str] = []
+    resolve = asgi.ClientAPIHandler.resolve_request
+
+    def counted(self: Any, request: Any) -> Any:
+        resolved.append(request.path_info)
+        return resolve(self, request)
+
+    monkeypatch.setattr(asgi.ClientAPIHandler, "resolve_request", counted)
+    monkeypatch.setattr(asgi.sync_application, "_matches", {})
+    for path in ["/_matrix/client/v3/sync", "/_matrix/client/r0/sync"] * 3:
+        status, _, body = _once(_scope(alice, "timeout=0", path=path))
+        assert status == 200 and body["next_batch"].startswith("s")
+    assert resolved == ["/_matrix/client/v3/sync", "/_matrix/client/r0/sync"]
+    connections.close_all()
