@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Sourced by compare.sh and through_nginx.sh: the processes a bench script starts (PIDS) are stopped
-# by their pid when it exits (SIGTERM, then SIGKILL after 15 s), and wait_ready polls a server.
+# by their pid when it exits (SIGTERM, then SIGKILL after 15 s), assert_free checks that nothing
+# answers on a port before a server is started there, and wait_ready polls a server.
 
 PIDS=()
 stop_all() {
@@ -12,6 +13,13 @@ stop_all() {
     PIDS=()
 }
 trap stop_all EXIT
+
+assert_free() {  # url: nothing answers there yet (else wait_ready would bench a stale server)
+    if curl -s -o /dev/null --max-time 2 "$1/_matrix/client/versions"; then
+        echo "$1 already answers: another server holds the port; stop it first" >&2
+        exit 1
+    fi
+}
 
 wait_ready() {  # url
     for _ in $(seq 1 300); do

@@ -39,12 +39,13 @@ BASELINE_DIR=${BASELINE_DIR:-}
 BASELINE_DB=${BASELINE_DB:-postgres://root@127.0.0.1:5432/bench_baseline}
 
 # shellcheck source=bench/_servers.sh
-source "$(dirname "$0")/_servers.sh"  # PIDS, stop_all (on EXIT), wait_ready
+source "$(dirname "$0")/_servers.sh"  # PIDS, stop_all (on EXIT), assert_free, wait_ready
 
 start_matrixsrv() {  # redis_url port...  (code from $SERVER_DIR on $MATRIXSRV_DB unless overridden)
     local redis=$1; shift
     local dir=${RUN_DIR:-$SERVER_DIR} db=${RUN_DB:-$MATRIXSRV_DB}
     redis-cli -u "$redis" flushdb >/dev/null
+    for port in "$@"; do assert_free "http://127.0.0.1:$port"; done
     for port in "$@"; do
         (cd "$dir" && DATABASE_URL=$db REDIS_URL=$redis MATRIX_RATE_LIMIT=off MATRIX_SERVER_NAME=localhost \
             MATRIX_SERVE_STATIC=off MATRIX_DATA_DIR="$LOGDIR/data" \
@@ -56,6 +57,7 @@ start_matrixsrv() {  # redis_url port...  (code from $SERVER_DIR on $MATRIXSRV_D
 }
 
 start_synapse() {
+    assert_free "$SYNAPSE_URL"
     (cd "$SYNAPSE_DIR" && exec "$SYNAPSE_PY" -m synapse.app.homeserver -c homeserver.yaml \
         >"$LOGDIR/synapse.stdout" 2>&1 </dev/null) &
     PIDS+=($!)
