@@ -46,6 +46,7 @@ def sync_presence_reads(
     head: int,
     now_ms: int,
     presence_filter: EventFilter,
+    next_due: bool = True,
 ) -> tuple[list[Read[list[tuple[Any, ...]]]], Callable[[list[list[tuple[Any, ...]]]], SyncPresence]]:
     """``m.presence`` events for the sync's top-level ``presence`` section: the user's own presence and
     that of everyone sharing a joined room with them, when it changed in ``(since, head]`` (initial
@@ -60,6 +61,10 @@ def sync_presence_reads(
     Hand-written (``_mates_sql``), as it runs on every /sync and the ORM's compilation cost more than
     it. The room-mates' statement does not name the user: the long-polls one message wakes (same
     rooms, same ``since``) share it, and their own rows are one merged statement.
+
+    ``next_due``: the earliest future change among the room-mates is wanted (``next_due_ms``: a
+    long-poll that finds nothing waits until then). Without it, an incremental sync in rooms the user
+    was in at ``since`` reads only the room-mates whose presence is news (``_news_of_mates_sql``).
     """
     rooms = sorted(joined_room_ids)
     new_rooms = sorted(new_room_ids) if since is not None else []
@@ -67,7 +72,11 @@ def sync_presence_reads(
         Read(_own_sql().format(key="", user="= %s"), [user_pk], list,
              InMerge(_own_sql().format(key="p.user_id, ", user="IN ({keys})")), user_pk)
     ]
-    if rooms:
+    if rooms and since is not None and not new_rooms and not next_due:
+        in_rooms, room_params = one_of(rooms)
+        params = [since, head, now_ms, since, head, *room_params, *room_params]
+        reads.append(Read(_news_of_mates_sql().format(rooms=in_rooms), params, list))
+    elif rooms:
         in_rooms, room_params = one_of(rooms)
         in_new_rooms, new_room_params = one_of(new_rooms) if new_rooms else ("", [])
         params: list[Any] = [*room_params, *([head] if since is None else [since, head]), now_ms]
@@ -197,6 +206,34 @@ def _mates_sql(*, initial: bool, any_new_rooms: bool) -> str:
     next_due = f"SELECT {_NEXT_DUE}, 0, '', '', NULL, 0, 0, MIN({due}), 0 {of_mates} WHERE {due} > %s"
     # Planned each time: the generic plan for "members of these rooms" (an array) was 3x slower.
     return f"{mates}{rows} UNION ALL {next_due}{PLANNED_EACH_TIME}"
+
+
+@cache
+def _news_of_mates_sql() -> str:
+    """The rows of ``_mates_sql(initial=False, any_new_rooms=False)`` without the earliest future
+    change: the users whose presence changed in the window, is overdue, or who joined one of the
+    rooms in it, that share one of the rooms ``{rooms}`` with the user. Driven by those few rows (the
+    indexes on position and due time), each then checked for a room in common: no scan of every
+    room-mate, and a plan that holds for any number of rooms, so the statement is prepared
+    (matrixsrv/rawsql.py). The check is a subquery with LIMIT 1, not EXISTS, which PostgreSQL turned
+    into a join over every room-mate while the tables had no statistics.
+    Params: ``since``, ``head``, ``now``, ``since``, ``head``, the rooms, the rooms."""
+    n = _names()
+    pos, due, user = n["p_stream_pos"], n["p_due_ms"], n["p_user_id"]
+    joined = f"m.{n['m_membership']} = '{JOIN}' AND m.{n['m_room_id']} {{rooms}}"
+    news = (
+        f"SELECT q.{user} FROM {n['presence']} q WHERE q.{pos} > %s AND q.{pos} <= %s "
+        f"UNION ALL SELECT q.{user} FROM {n['presence']} q WHERE q.{due} <= %s "
+        f"UNION ALL SELECT m.{n['m_user_id']} FROM {n['membership']} m "
+        f"WHERE m.{n['m_stream_pos']} > %s AND m.{n['m_stream_pos']} <= %s AND {joined}"
+    )
+    in_common = (
+        f"SELECT 1 FROM {n['membership']} m WHERE m.{n['m_user_id']} = p.{user} AND {joined} LIMIT 1"
+    )
+    return (
+        f"SELECT {_ROW}, {_columns()} FROM {n['presence']} p "
+        f"WHERE p.{user} IN ({news}) AND ({in_common}) IS NOT NULL"
+    )
 
 
 def get_presence(*, viewer: User, user_id: str, now_ms: int) -> dict[str, Any]:

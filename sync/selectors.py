@@ -237,6 +237,9 @@ class SyncRequest:
     since: int | None
     sync_filter: Filter
     full_state: bool = False
+    # A long-poll's read: an empty answer is waited on, until the earliest change that comes by itself
+    # (``SyncResult.next_expiry_ms``). An answer given at once needs no such instant.
+    waits: bool = False
 
 
 def build_sync_response(
@@ -547,6 +550,7 @@ def _room_reads(
         head=head,
         now_ms=now_ms,
         presence_filter=request.sync_filter.presence,
+        next_due=request.waits,
     )
     ephemeral = room_ephemeral_read(
         user_mxid=request.user.mxid,

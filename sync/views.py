@@ -235,7 +235,7 @@ def _quiet_result(key: tuple[str, str], since: int, head: int | None, newest_wok
 async def _read(key: tuple[str, str], **kwargs: Any) -> SyncResult:
     """A long-poll's read, made together with the other long-polls' reads of the moment
     (sync/batch.py), and remembered for the next one (sync/quiet.py)."""
-    result = await get_batcher().read(SyncRequest(**kwargs), _build_batch)
+    result = await get_batcher().read(SyncRequest(**kwargs, waits=True), _build_batch)
     if not result.expired_typing_rooms and not result.overdue_presence:
         quiet.remember(key, quiet.QuietRead(
             pos=result.next_pos, joined_room_ids=result.joined_room_ids,
