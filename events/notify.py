@@ -64,14 +64,15 @@ def _after_commit(pos: int, rooms: list[str], users: list[int], events: int) -> 
     if events:
         metrics.EVENTS_PERSISTED.inc(events)
     if rooms or users:
-        _publish(pos, rooms, users)
+        _publish(pos, rooms, users, events)
 
 
-def _publish(pos: int, rooms: list[str], users: list[int]) -> None:
+def _publish(pos: int, rooms: list[str], users: list[int], events: int = 0) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": MESSAGE_TYPE, "pos": pos, "rooms": rooms, "users": users}
+    # ``events``: the rooms got new room events (not only typing, receipts...): sync/recent.py
+    message = {"type": MESSAGE_TYPE, "pos": pos, "rooms": rooms, "users": users, "events": events}
     metrics.WAKEUPS_SENT.inc()
     loop = _loop
     if loop is not None and loop.is_running() and not _on_loop_thread(loop):

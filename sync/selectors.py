@@ -25,8 +25,8 @@ The number of queries is constant in the number of rooms (measured in tests/api/
 10. the joined rooms' typing rows and receipts, in one UNION ALL (``ephemeral.selectors``): ``m.typing``
     where the typing set changed after ``since``, ``m.receipt`` with the receipts changed after it;
 11. presence (``presence.selectors``, one UNION ALL, made on every sync): the user's own row, the
-    room-mates' rows changed after ``since`` (or new room-mates, or due changes), and the earliest
-    instant a room-mate's presence changes by itself;
+    room-mates' rows changed after ``since`` (or new room-mates, or due changes), and, for a
+    long-poll (``SyncRequest.waits``), the earliest instant a room-mate's presence changes by itself;
 12. the unread notification counts of the joined rooms the answer may hold, grouped by room and
     thread (``push.selectors.unread_counts_read``, with the timelines; not made without such rooms).
 
@@ -37,7 +37,9 @@ five (six). On PostgreSQL, statements go in batches, one round trip each, as pre
 membership histories, ephemeral data and presence; the timelines with the unread counts. A worker
 remembers each user's joined rooms from their last sync and sends the reads that depend on them
 (ephemeral, presence) with the memberships' read, to be read again only if the rooms changed: an
-incremental sync is then two round trips without news and three with news
+incremental sync is then two round trips without news and three with news. Likewise the timelines
+and unread counts of the rooms this worker's wake-ups since ``since`` named (sync/recent.py): a sync
+woken by, or made just after, a message in a room the worker heard of is two round trips
 (tests/api/test_sync_round_trips.py).
 
 Several syncs are answered together (``build_sync_responses``; the long-polls one message wakes,
@@ -103,6 +105,7 @@ from presence.rules import PresenceRecord
 from presence.selectors import SyncPresence, sync_presence_reads
 from push.selectors import NO_UNREAD, unread_counts_read
 from rooms.models import Membership, Room
+from sync import recent
 from sync.filters import Filter, RoomEventFilter, apply_event_fields, parse_filter, parse_filter_json
 from sync.models import Filter as StoredFilter
 
@@ -340,7 +343,9 @@ def _build(request: SyncRequest, head: int, last_change: int, now_ms: int, *, gu
     # read when this worker knows the rooms from the user's previous sync; they count only if the
     # rooms turn out the same (the same statements with the same parameters), else they are made in
     # the next round trip, as without a guess (``_room_reads``).
-    guessed, _ = _room_reads(request, since, head, now_ms, _JOINED_ROOMS.get(user.pk) if guess else None)
+    known_rooms = _JOINED_ROOMS.get(user.pk) if guess else None
+    guessed, _ = _room_reads(request, since, head, now_ms, known_rooms)
+    guessed += _news_reads(request, since, head, known_rooms, limit)  # the timeline's too, likewise
     (global_data, room_data, ignored), e2ee, all_memberships, *guessed_rows = yield [
         _account_data_read(user, since, head),
         sync_e2ee_read(  # E2EE: one query
@@ -370,15 +375,9 @@ def _build(request: SyncRequest, head: int, last_change: int, now_ms: int, *, gu
     )
     room_reads, presence_of = _room_reads(request, since, head, now_ms, joined_rooms, ignored)
     early = {_identity(read): rows for read, rows in zip(guessed, guessed_rows)}
-    found_early = [early.get(_identity(read), _MISSING) if early else _MISSING for read in room_reads]
-    missing = [read for read, rows in zip(room_reads, found_early) if rows is _MISSING]
-    late = iter(
-        (yield [visibility_read, *missing]) if visibility_read.sql or missing else [visibility_read.parse([])]
-    )
-    visibilities = {**throughout, **next(late)}
-    ephemeral, *presence_rows = [
-        next(late) if rows is _MISSING else read.parse(rows) for read, rows in zip(room_reads, found_early)
-    ]
+    found = yield from _with_early([visibility_read, *room_reads], early)
+    found_visibilities, ephemeral, *presence_rows = found
+    visibilities = {**throughout, **found_visibilities}
     presence = presence_of(presence_rows)
     plans = _plan_rooms(candidates, visibilities, since, head, full_state)
     invites = [
@@ -415,7 +414,9 @@ def _build(request: SyncRequest, head: int, last_change: int, now_ms: int, *, gu
     # The unread counts of every joined room the answer may hold, read with the timelines.
     unread_rooms = sorted({p.room_id for p in plans if p.section == "join"} | {m.room_id for m in side_rooms})
     unread = [unread_counts_read(user_pk=user.pk, room_ids=unread_rooms, head=head)] if unread_rooms else []
-    unread_counts = yield from _load_timelines(plans, timeline_filter, limit, ignored, also=unread)
+    unread_counts = yield from _load_timelines(
+        plans, timeline_filter, limit, ignored, also=unread, early=early
+    )
     _load_heroes([p for p in plans if _sends_heroes(p)], user)
     _load_state(plans, user, state_filter, lazy=lazy)
 
@@ -563,9 +564,56 @@ def _room_reads(
     return [ephemeral, *presence_reads], presence_of
 
 
+def _news_reads(
+    request: SyncRequest,
+    since: int | None,
+    head: int,
+    joined_rooms: tuple[tuple[str, int], ...] | None,
+    limit: int,
+) -> list[Read[Any]]:
+    """The unread counts' and the timeline's reads of an incremental sync whose news is in the rooms
+    this worker's wake-ups of ``(since, head]`` named for room events (sync/recent.py), of those the
+    user was joined to at ``since``, as ``_build`` makes them once it knows the rooms with news
+    (``_load_timelines``): the common case of a sync woken by, or made just after, a message. None
+    without a guess of the joined rooms, or with nothing to guess."""
+    if joined_rooms is None or since is None or request.full_state or since >= head:
+        return []
+    room_filter = request.sync_filter.room
+    news = recent.rooms_between(since, head)
+    rooms = sorted(
+        room_id
+        for room_id, joined_at in joined_rooms
+        if joined_at <= since and room_id in news and room_filter.matches_room(room_id)
+    )
+    if not rooms:
+        return []
+    reads = [unread_counts_read(user_pk=request.user.pk, room_ids=rooms, head=head)]
+    timeline_filter = room_filter.timeline
+    in_timeline = [room_id for room_id in rooms if timeline_filter.matches_room(room_id)]
+    filter_q = event_filter_q(timeline_filter)
+    if limit and in_timeline and filter_q is not None and not filter_q:  # (the hand-written read)
+        windows = [(room_id, since, head) for room_id in in_timeline]
+        reads.append(_timeline_read(windows, limit + 1, frozenset()))
+    return reads
+
+
 def _identity(read: Read[Any]) -> tuple[Any, ...]:
     """What a read's rows depend on: its statement, parameters and key (``_build``'s guesses)."""
     return read.sql, tuple(tuple(p) if isinstance(p, list) else p for p in read.params), read.key
+
+
+def _with_early(
+    reads: list[Read[Any]], early: dict[tuple[Any, ...], list[Any]]
+) -> Generator[list[Read[Any]], list[Any], list[Any]]:
+    """The results of ``reads``, in order: those a guess made already (``early``: their raw rows by
+    ``_identity``) parsed, the others read now, in one round trip (none if nothing is left to read)."""
+    found = [early.get(_identity(read), _MISSING) if early else _MISSING for read in reads]
+    missing = [read for read, rows in zip(reads, found) if rows is _MISSING]
+    if any(read.sql for read in missing):
+        late = iter((yield missing))
+    else:  # (reads without a statement: their results need no round trip)
+        late = iter([read.parse([]) for read in missing])
+    return [next(late) if rows is _MISSING else read.parse(rows) for read, rows in zip(reads, found)]
 
 
 def add_own_presence(result: SyncResult, *, pos: int, event: dict[str, Any], sync_filter: Filter) -> bool:
@@ -793,10 +841,12 @@ def _load_timelines(
     limit: int,
     ignored: frozenset[str] = frozenset(),
     also: list[Read[Any]] | None = None,
+    early: dict[tuple[Any, ...], list[Any]] | None = None,
 ) -> Generator[list[Read[Any]], list[Any], list[Any]]:
     """Every planned room's newest ``limit`` visible events in its window, in one windowed query.
     Non-state events of ``ignored`` senders are left out (in SQL: they don't count against the window).
-    ``also``: other reads to make in the same round trip; their results are returned.
+    ``also``: other reads to make in the same round trip; their results are returned. ``early``: reads
+    a guess made already (``_with_early``), not made again.
 
     One more row than asked is read per room to know whether the timeline is ``limited``. Rows the
     user may not see (history visibility) are dropped afterwards; they count against the window, so
@@ -804,19 +854,20 @@ def _load_timelines(
     that pages on through /messages (which skips the hidden events).
     """
     also = also or []
+    early = early or {}
     filter_q = event_filter_q(timeline_filter)
     wanted = [p for p in plans if timeline_filter.matches_room(p.room_id)]
     if limit == 0 or filter_q is None or not wanted:
         for plan in wanted:  # events happened in the window, none are shown
             plan.limited = limit == 0 and min(plan.upper, plan.room.last_stream_pos) > (plan.lower or 0)
-        return (yield also) if also else []
+        return (yield from _with_early(also, early))
     unfiltered = timeline_filter.is_unrestricted
     windows = [(p.room_id, p.lower, p.upper) for p in wanted]
     rows: Iterable[Event]
     if not filter_q:  # no type, sender or URL condition (the common case): hand-written, built here
-        rows, *found = yield [_timeline_read(windows, limit + 1, ignored), *also]
+        rows, *found = yield from _with_early([_timeline_read(windows, limit + 1, ignored), *also], early)
     else:
-        found = (yield also) if also else []
+        found = yield from _with_early(also, early)
         if ignored:
             filter_q &= ~Q(sender__in=sorted(ignored), state_key__isnull=True)
         rows = (

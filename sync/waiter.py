@@ -24,6 +24,7 @@ from channels.layers import get_channel_layer
 
 from events.notify import WAKEUP_GROUP, remember_event_loop, set_local_listener
 from matrixsrv import metrics
+from sync import recent
 
 logger = logging.getLogger("sync.waiter")
 
@@ -168,6 +169,8 @@ class Notifier:
             logger.warning("ignoring a malformed wake-up message: %r", message)
             return
         self.newest_pos = max(self.newest_pos, pos)
+        if rooms and message.get("events"):
+            recent.remember(pos, rooms)
         for user_pk in users:
             for waiter in self._waiters.get(user_pk, ()):
                 waiter.advance(pos)

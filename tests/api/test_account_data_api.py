@@ -198,7 +198,9 @@ def test_writes_advance_the_stream_and_notify_the_user(
     from events import notify
 
     published: list[tuple[int, list[str], list[int]]] = []
-    monkeypatch.setattr(notify, "_publish", lambda pos, rooms, users: published.append((pos, rooms, users)))
+    monkeypatch.setattr(
+        notify, "_publish", lambda pos, rooms, users, events=0: published.append((pos, rooms, users))
+    )
     pk = User.objects.get(mxid=alice.user_id).pk
     with django_capture_on_commit_callbacks(execute=True):
         matrix.put(data_path(alice, "org.example.a"), {}, token=alice)

@@ -86,7 +86,9 @@ def test_a_change_wakes_the_users_syncs_at_its_position(
     from events import notify
 
     published: list[tuple[int, list[str], list[int]]] = []
-    monkeypatch.setattr(notify, "_publish", lambda pos, rooms, users: published.append((pos, rooms, users)))
+    monkeypatch.setattr(
+        notify, "_publish", lambda pos, rooms, users, events=0: published.append((pos, rooms, users))
+    )
     pk = User.objects.get(mxid=alice.user_id).pk
     with django_capture_on_commit_callbacks(execute=True):
         matrix.put("pushrules/global/override/.m.rule.master/enabled", {"enabled": True}, token=alice)

@@ -296,7 +296,9 @@ def test_send_wakes_the_joined_members_after_commit(
 ) -> None:
     room_id = joined_room_with(matrix, alice, bob)
     published: list[tuple[int, list[str], list[int]]] = []
-    monkeypatch.setattr(notify, "_publish", lambda pos, rooms, users: published.append((pos, rooms, users)))
+    monkeypatch.setattr(
+        notify, "_publish", lambda pos, rooms, users, events=0: published.append((pos, rooms, users))
+    )
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         event_id = matrix.send_text(alice, room_id, "ping")
     assert len(callbacks) == 1
@@ -313,7 +315,9 @@ def test_a_replay_wakes_nobody(
     room_id = matrix.create_room(alice)
     matrix.send(alice, room_id, "m.room.message", TEXT, txn_id="t1")
     published: list[Any] = []
-    monkeypatch.setattr(notify, "_publish", lambda pos, rooms, users: published.append((pos, rooms, users)))
+    monkeypatch.setattr(
+        notify, "_publish", lambda pos, rooms, users, events=0: published.append((pos, rooms, users))
+    )
     with django_capture_on_commit_callbacks(execute=True):
         matrix.send(alice, room_id, "m.room.message", TEXT, txn_id="t1")
     assert published == []

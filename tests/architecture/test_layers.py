@@ -74,6 +74,7 @@ LAYERS: list[tuple[str, int]] = [
     ("events/formatting.py", 2),  # client format of a stored event: used by actions (redacted_because) and reads
     ("events/timeline.py", 2),  # a room's history as one user may read it (visibility, pagination)
     ("accounts/account_data_selectors.py", 2),  # account data reads, the ignored-users list
+    ("sync/recent.py", 2),  # the rooms recent wake-ups named: sync.selectors' guess of the rooms with news
     # 3: writes
     ("*/actions.py", 3),
     ("events/notify.py", 3),
