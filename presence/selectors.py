@@ -74,7 +74,7 @@ def sync_presence_reads(
     ]
     if rooms and since is not None and not new_rooms and not next_due:
         in_rooms, room_params = one_of(rooms)
-        params = [since, head, now_ms, since, head, *room_params, *room_params]
+        params = [since, head, since, head, *room_params, *room_params, *room_params, now_ms]
         reads.append(Read(_news_of_mates_sql().format(rooms=in_rooms), params, list))
     elif rooms:
         in_rooms, room_params = one_of(rooms)
@@ -89,7 +89,8 @@ def sync_presence_reads(
         reads.append(Read(sql, params, list))
 
     def combine(found: list[list[tuple[Any, ...]]]) -> SyncPresence:
-        rows = found[0] + [row for part in found[1:] for row in part if row[1] != user_pk]
+        mates = dict.fromkeys(row for part in found[1:] for row in part)  # (once each, in order)
+        rows = found[0] + [row for row in mates if row[1] != user_pk]
         return _parse_sync_presence(
             rows, user_pk=user_pk, since=since, head=head, now_ms=now_ms, presence_filter=presence_filter
         )
@@ -211,28 +212,41 @@ def _mates_sql(*, initial: bool, any_new_rooms: bool) -> str:
 @cache
 def _news_of_mates_sql() -> str:
     """The rows of ``_mates_sql(initial=False, any_new_rooms=False)`` without the earliest future
-    change: the users whose presence changed in the window, is overdue, or who joined one of the
-    rooms in it, that share one of the rooms ``{rooms}`` with the user. Driven by those few rows (the
-    indexes on position and due time), each then checked for a room in common: no scan of every
-    room-mate, and a plan that holds for any number of rooms, so the statement is prepared
-    (matrixsrv/rawsql.py). The check is a subquery with LIMIT 1, not EXISTS, which PostgreSQL turned
-    into a join over every room-mate while the tables had no statistics.
-    Params: ``since``, ``head``, ``now``, ``since``, ``head``, the rooms, the rooms."""
+    change: the users sharing one of the rooms ``{rooms}`` with the user whose presence changed in the
+    window or who joined one of the rooms in it (driven by those few rows, through the indexes on
+    position, each then checked for a room in common), and the room-mates whose change is overdue
+    (from the rooms' members: overdue rows pile up for users nobody syncs with). Both plans hold for
+    any number of rooms, so the statement is prepared (matrixsrv/rawsql.py); on PostgreSQL each room's
+    members are one index range (a LATERAL subquery that the planner may not flatten: while the tables
+    had no statistics it took every join of every user instead, or a join over every room-mate for an
+    EXISTS). A user may come in several rows (``sync_presence_reads`` keeps one).
+    Params: ``since``, ``head``, ``since``, ``head``, the rooms, the rooms, the rooms, ``now``."""
     n = _names()
     pos, due, user = n["p_stream_pos"], n["p_due_ms"], n["p_user_id"]
     joined = f"m.{n['m_membership']} = '{JOIN}' AND m.{n['m_room_id']} {{rooms}}"
     news = (
         f"SELECT q.{user} FROM {n['presence']} q WHERE q.{pos} > %s AND q.{pos} <= %s "
-        f"UNION ALL SELECT q.{user} FROM {n['presence']} q WHERE q.{due} <= %s "
         f"UNION ALL SELECT m.{n['m_user_id']} FROM {n['membership']} m "
         f"WHERE m.{n['m_stream_pos']} > %s AND m.{n['m_stream_pos']} <= %s AND {joined}"
     )
     in_common = (
         f"SELECT 1 FROM {n['membership']} m WHERE m.{n['m_user_id']} = p.{user} AND {joined} LIMIT 1"
     )
+    if connection.vendor == "postgresql":  # the rooms as one array: ``{rooms}`` is ``= ANY(%s)``
+        members = (
+            f"unnest(%s::varchar[]) r(room_id) JOIN LATERAL (SELECT m.{n['m_user_id']}, m.{n['m_membership']} "
+            f"FROM {n['membership']} m WHERE m.{n['m_room_id']} = r.room_id OFFSET 0) m "
+            f"ON TRUE WHERE m.{n['m_membership']} = '{JOIN}'"
+        )
+    else:
+        members = f"{n['membership']} m WHERE {joined}"
+    overdue = (
+        f"SELECT {_ROW}, {_columns()} FROM {n['presence']} p JOIN (SELECT m.{n['m_user_id']} FROM {members}) "
+        f"mates ON mates.{n['m_user_id']} = p.{user} WHERE p.{due} <= %s"
+    )
     return (
         f"SELECT {_ROW}, {_columns()} FROM {n['presence']} p "
-        f"WHERE p.{user} IN ({news}) AND ({in_common}) IS NOT NULL"
+        f"WHERE p.{user} IN ({news}) AND ({in_common}) IS NOT NULL UNION ALL {overdue}"
     )
 
 

@@ -277,6 +277,28 @@ def test_idle_and_offline_are_announced_once(
     assert get_presence(matrix, bob, alice)["presence"] == "offline"
 
 
+def test_a_room_mate_of_several_rooms_is_sent_once_and_announced_once(
+    matrix: MatrixClient, alice: TestUser, bob: TestUser, make_user: Any, fast_timers: None
+) -> None:
+    for _ in range(3):
+        joined_room_with(matrix, alice, bob)
+    carol = make_user("carol")  # online, overdue later, in no room with bob: never read for him
+    put_presence(matrix, carol, "online")
+    put_presence(matrix, alice, "online", "three rooms")
+    since = quiet_sync(matrix, bob)["next_batch"]
+    put_presence(matrix, alice, "online", "still three")
+    time.sleep(0.35)  # past ACTIVE_MS and IDLE_MS: alice's and carol's changes are overdue
+    first = quiet_sync(matrix, bob, since=since)
+    [seen] = presence_of(first, alice)  # once, not once per room it is read through
+    assert seen["status_msg"] == "still three"
+    rows = {p.mxid: p for p in Presence.objects.filter(mxid__in=[alice.user_id, carol.user_id])}
+    assert rows[alice.user_id].stream_pos > int(first["next_batch"][1:])  # announced by that read
+    assert rows[carol.user_id].stream_pos < int(since[1:])  # not bob's business: left alone
+    [idle] = presence_of(quiet_sync(matrix, bob, since=first["next_batch"]), alice)
+    assert idle["presence"] == "unavailable"
+    assert presence_of(quiet_sync(matrix, bob, since=since), carol) == []
+
+
 def test_activity_brings_an_idle_user_back_and_is_coalesced(
     matrix: MatrixClient, alice: TestUser, bob: TestUser, room: str, fast_timers: None
 ) -> None:
