@@ -4,8 +4,8 @@ One message per stream advance goes to one group that every worker process liste
 (``sync/waiter.py``). It names the room the event is in and any users to wake besides its members
 (the target of a membership change); each worker wakes its own waiters, which know the rooms their
 user is joined to. So sending costs no member lookup and one channel-layer send whatever the room
-size (channels_redis: ~4 Redis round trips), where a group per user would cost that much per member
-(DESIGN.md §4.5, option b).
+size (with Redis: one PUBLISH, matrixsrv/settings.py), where a group per user would cost that much
+per member (DESIGN.md §4.5, option b).
 
 A wake-up is a hint: the woken /sync re-reads the database up to the committed stream head, so a
 lost or duplicated message costs latency, never correctness. That is why the worker that wrote also

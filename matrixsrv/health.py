@@ -16,6 +16,7 @@ Both paths are outside /_matrix and go through the light API middleware stack (m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -85,14 +86,19 @@ async def _channel_layer_roundtrip() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    # The same prefix as sync/waiter.py's channel: with channels_redis, process-local channels of one
-    # prefix share one Redis list and one receiver, so this message is read even while the notifier
-    # is the one blocked on that list (another prefix would wait for the notifier's poll to time out).
-    channel = await layer.new_channel("sync.")
+    # A channel of its own (with Redis: a subscription of its own), sent to and read back.
+    channel = await layer.new_channel("health.")
     await layer.send(channel, {"type": "health.ping"})
     message = await layer.receive(channel)
     if message.get("type") != "health.ping":
         raise RuntimeError(f"unexpected message {message!r}")
+    # The Redis pub/sub layer lets go of a channel (its subscription) when a receive on it is
+    # cancelled, and only then: else every probe would leave one behind.
+    release = asyncio.ensure_future(layer.receive(channel))
+    await asyncio.sleep(0)
+    release.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await release
 
 
 def _check_channel_layer() -> str:

@@ -108,18 +108,19 @@ PASSWORD_HASHERS = [
 
 
 def redis_channel_layer(url: str) -> dict[str, Any]:
-    """The channel layer over the Redis at ``url`` (wake-ups across workers, sync/waiter.py)."""
+    """The channel layer over the Redis at ``url`` (wake-ups across workers, sync/waiter.py): Redis
+    pub/sub. A wake-up is one PUBLISH that every worker's subscription reads; the list-based layer
+    (``channels_redis.core``) took ~4 Redis round trips per group send plus a blocking pop per
+    receive, and the writing worker read its own wake-ups back that way too: ~2 ms of CPU per sent
+    event (bench/README.md). What pub/sub loses (a worker disconnected when a wake-up is published
+    misses it) the list-based layer could keep for a while; a lost wake-up costs latency, never an
+    answer (events/notify.py)."""
     return {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
-            # The wake-up listener blocks in BZPOPMIN for channels_redis's 5 s: the socket timeout must
-            # outlast that (redis-py 8 sets 5 s by default, which broke every idle worker's
-            # subscription every ~5 s, and sync/waiter.py then had all its waiters re-read).
+            # A dead Redis is noticed; the subscription's reader polls every 0.1 s, well within it.
             "hosts": [{"address": url, "socket_timeout": 30}],
             "prefix": "matrixsrv",
-            "group_expiry": 300,
-            "capacity": 1000,
-            "expiry": 60,
         },
     }
 

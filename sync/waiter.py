@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
 from channels.layers import get_channel_layer
@@ -28,7 +28,7 @@ from sync import recent
 
 logger = logging.getLogger("sync.waiter")
 
-# channels_redis forgets group members after group_expiry (300 s in settings): re-join well before.
+# Channel layers may forget group members after a while: re-join well before (``Notifier._rejoin``).
 REJOIN_INTERVAL_S = 60.0
 RETRY_INTERVAL_S = 1.0
 # Room wake-ups remembered for a waiter between subscribing and learning its rooms (a few ms).
@@ -125,17 +125,14 @@ class Notifier:
                 if recovering:  # wake-ups sent while unsubscribed are lost: everyone re-reads
                     self._wake_all()
                     recovering = False
-                joined_at = time.monotonic()
-                while True:
-                    try:
-                        message = await asyncio.wait_for(layer.receive(channel), REJOIN_INTERVAL_S)
-                    except TimeoutError:
-                        message = None
-                    if time.monotonic() - joined_at > REJOIN_INTERVAL_S:
-                        await layer.group_add(WAKEUP_GROUP, channel)
-                        joined_at = time.monotonic()
-                    if message is not None:
-                        self._dispatch(message)
+                # A receive is never cancelled to rejoin: channels_redis's pub/sub layer drops a
+                # channel whose receive is cancelled (and what comes for it until it resubscribes).
+                rejoin = asyncio.get_running_loop().create_task(self._rejoin(layer, channel))
+                try:
+                    while True:
+                        self._dispatch(await layer.receive(channel))
+                finally:
+                    rejoin.cancel()
             except asyncio.CancelledError:
                 # The loop is shutting down: leave the group, so senders stop queueing for a channel
                 # nobody reads (the in-memory layer keeps such queues; Redis keeps them until expiry).
@@ -152,6 +149,17 @@ class Notifier:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(layer.group_discard(WAKEUP_GROUP, channel), 2.0)
                 await asyncio.sleep(RETRY_INTERVAL_S)
+
+    @staticmethod
+    async def _rejoin(layer: Any, channel: str) -> None:
+        """Join the group again now and then: a layer may forget members after a while (the
+        in-process layer after a day; the list-based Redis layer after its group expiry)."""
+        while True:
+            await asyncio.sleep(REJOIN_INTERVAL_S)
+            try:
+                await layer.group_add(WAKEUP_GROUP, channel)
+            except Exception:  # the receive notices a lost layer; this one tries again later
+                logger.warning("sync notifier could not rejoin the wake-up group", exc_info=True)
 
     def _dispatch(self, message: dict) -> None:
         self.received += 1

@@ -1,42 +1,47 @@
-"""The Redis channel layer's configuration (matrixsrv/settings.py): its connections must not time out
-while the wake-up listener blocks in BZPOPMIN, or an idle worker's subscription breaks every few
-seconds (with redis-py 8's default socket timeout of 5 s, equal to channels_redis's block)."""
+"""The Redis channel layer's configuration (matrixsrv/settings.py): Redis pub/sub, whose wake-ups
+reach every subscribed worker with one PUBLISH; an idle subscription keeps waiting (with redis-py 8's
+default socket timeout of 5 s, the list-based layer's blocking pop broke every idle worker's
+subscription every few seconds)."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from channels_redis.core import RedisChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from matrixsrv import config
 from matrixsrv.settings import redis_channel_layer
 
 
-def _layer() -> RedisChannelLayer:
-    url = config.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    return RedisChannelLayer(**redis_channel_layer(url)["CONFIG"])
+def _url() -> str:
+    return config.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
-def test_the_socket_timeout_outlasts_the_blocking_receive() -> None:
-    layer = _layer()
-    connection = layer.create_pool(0).make_connection()
-    assert connection.socket_timeout is not None  # a dead Redis is still noticed
-    assert connection.socket_timeout > layer.brpop_timeout
+def test_the_layer_is_redis_pub_sub_with_a_socket_timeout() -> None:
+    settings = redis_channel_layer(_url())
+    assert settings["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    RedisPubSubChannelLayer(**settings["CONFIG"])  # (a configuration it takes)
+    [host] = settings["CONFIG"]["hosts"]
+    assert host["socket_timeout"] > 1  # a dead Redis is still noticed; the reader polls every 0.1 s
 
 
 @pytest.mark.slow
 @pytest.mark.redis
-def test_an_idle_receive_keeps_waiting_past_one_blocking_pop() -> None:
-    """Against the real Redis: nothing arrives for longer than one BZPOPMIN (5 s); the receive just
-    goes on waiting (with redis-py 8's default socket timeout it raised redis' TimeoutError at 5 s)."""
-    layer = _layer()
+def test_a_group_message_reaches_a_receive_that_waited_past_the_socket_timeout() -> None:
+    """Against the real Redis: nothing arrives for longer than redis-py's default socket timeout
+    (5 s); the receive just goes on waiting, and a group message then reaches it."""
+    layer = RedisPubSubChannelLayer(**{**redis_channel_layer(_url())["CONFIG"], "prefix": "matrixsrv-test"})
 
     async def scenario() -> None:
         channel = await layer.new_channel("test.")
-        with pytest.raises(TimeoutError) as raised:
-            await asyncio.wait_for(layer.receive(channel), layer.brpop_timeout + 1.5)
-        assert type(raised.value) is TimeoutError  # asyncio's, from wait_for: still waiting
+        await layer.group_add("test-group", channel)
+        waiting = asyncio.ensure_future(layer.receive(channel))
+        await asyncio.sleep(5.5)
+        assert not waiting.done()
+        await layer.group_send("test-group", {"type": "test.wakeup", "pos": 7})
+        message = await asyncio.wait_for(waiting, 2)
+        assert message == {"type": "test.wakeup", "pos": 7}
         await layer.flush()
 
     asyncio.run(scenario())

@@ -16,8 +16,9 @@ from django.test import Client, RequestFactory, override_settings
 from prometheus_client import REGISTRY
 
 from events.notify import WAKEUP_GROUP
-from matrixsrv import health
+from matrixsrv import config, health
 from matrixsrv.metrics_views import WORKER_HEADER, RequestMetricsMiddleware
+from matrixsrv.settings import redis_channel_layer
 from sync.waiter import Notifier
 from tests.matrix_client import MatrixClient
 
@@ -65,13 +66,28 @@ def test_ready_with_an_unreachable_redis_is_503_naming_redis() -> None:
 
 @pytest.mark.django_db
 def test_ready_with_a_redis_channel_layer_that_cannot_connect_is_503() -> None:
-    layers = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                          "CONFIG": {"hosts": [DEAD_REDIS], "prefix": "matrixsrv-ready-test"}}}
+    layers = {"default": redis_channel_layer(DEAD_REDIS)}
     with override_settings(REDIS_URL=DEAD_REDIS, CHANNEL_LAYERS=layers):
         response = Client().get("/ready")
     assert response.status_code == 503
     checks = response.json()["checks"]
     assert checks["redis"].startswith("error:") and checks["channel_layer"].startswith("error:")
+
+
+@pytest.mark.redis
+def test_the_channel_layer_check_leaves_no_subscription_behind() -> None:
+    """Against the real Redis: the check's channel is a subscription of its own, given up after the
+    check; a load balancer probes every few seconds."""
+    layers = {"default": redis_channel_layer(config.get("REDIS_URL") or "redis://127.0.0.1:6379/0")}
+
+    async def probes() -> int:
+        layer = get_channel_layer()
+        for _ in range(3):
+            await health._channel_layer_roundtrip()
+        return len(layer._get_layer().channels)
+
+    with override_settings(CHANNEL_LAYERS=layers):
+        assert asyncio.run(probes()) == 0
 
 
 @pytest.mark.django_db
