@@ -234,9 +234,9 @@ def _news_of_mates_sql() -> str:
     )
     if connection.vendor == "postgresql":  # the rooms as one array: ``{rooms}`` is ``= ANY(%s)``
         members = (
-            f"unnest(%s::varchar[]) r(room_id) JOIN LATERAL (SELECT m.{n['m_user_id']}, m.{n['m_membership']} "
-            f"FROM {n['membership']} m WHERE m.{n['m_room_id']} = r.room_id OFFSET 0) m "
-            f"ON TRUE WHERE m.{n['m_membership']} = '{JOIN}'"
+            f"unnest(%s::varchar[]) r(room_id) JOIN LATERAL (SELECT m.{n['m_user_id']}, "
+            f"m.{n['m_membership']} FROM {n['membership']} m WHERE m.{n['m_room_id']} = r.room_id "
+            f"OFFSET 0) m ON TRUE WHERE m.{n['m_membership']} = '{JOIN}'"
         )
     else:
         members = f"{n['membership']} m WHERE {joined}"

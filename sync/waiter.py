@@ -135,7 +135,7 @@ class Notifier:
                     rejoin.cancel()
             except asyncio.CancelledError:
                 # The loop is shutting down: leave the group, so senders stop queueing for a channel
-                # nobody reads (the in-memory layer keeps such queues; Redis keeps them until expiry).
+                # nobody reads (the in-memory layer keeps such queues; with Redis, unsubscribe).
                 if channel is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(layer.group_discard(WAKEUP_GROUP, channel), 2.0)
